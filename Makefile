@@ -1,0 +1,36 @@
+# thinlayer — see README.md.
+GO ?= go
+THINLAYER_REQUIRE_KERNEL ?=
+export THINLAYER_REQUIRE_KERNEL
+PKGS := ./...
+FUZZTIME ?= 10s
+
+.PHONY: all build deps test unit vet fuzz bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(PKGS)
+
+deps:
+	@./scripts/install-deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	@! grep -rn --include='*.go' -E 'exec\.Command(Context)?\([^)]*"(dmsetup|losetup)"' $$(find . -name '*.go' ! -name '*_test.go') || { echo "the library must not exec dmsetup/losetup"; exit 1; }
+
+# All tests, kernel ones included: test binaries that need device-mapper boot
+# User-Mode Linux themselves when the host kernel has none (testutil.Main).
+test: deps build vet
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+bench: deps
+	$(GO) test -run XXX -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin

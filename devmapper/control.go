@@ -1,0 +1,179 @@
+package devmapper
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// ControlPath is the device-mapper control node.
+var ControlPath = filepath.Join("/dev", unix.DM_DIR, unix.DM_CONTROL_NODE)
+
+// MapperDir is where device nodes are named by device name.
+const MapperDir = "/dev/mapper"
+
+// UdevMode says who makes /dev/mapper/<name> nodes.
+type UdevMode int
+
+const (
+	// UdevAuto uses udev when udevd runs (its control socket exists), else
+	// makes nodes itself. Decided once, at Open.
+	UdevAuto UdevMode = iota
+	// UdevSync always hands nodes to udev and waits for it with cookies.
+	UdevSync
+	// UdevOff makes and removes nodes itself and never waits for udev.
+	UdevOff
+)
+
+func (m UdevMode) String() string {
+	switch m {
+	case UdevSync:
+		return "udev-sync"
+	case UdevOff:
+		return "no-udev"
+	}
+	return "auto"
+}
+
+// Options for Open.
+type Options struct {
+	Udev UdevMode
+}
+
+// Control is an open /dev/mapper/control. Its methods are safe for
+// concurrent use: each call is one or a few independent ioctls.
+type Control struct {
+	f    *os.File
+	udev UdevMode // UdevSync or UdevOff once opened
+}
+
+// Open opens the control node with automatic udev detection.
+func Open() (*Control, error) { return OpenWith(Options{}) }
+
+// OpenWith opens the control node. A missing node or a kernel without
+// device-mapper gives an error matching ErrNotSupported.
+func OpenWith(opts Options) (*Control, error) {
+	f, err := os.OpenFile(ControlPath, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+			return nil, fmt.Errorf("%w: %v", ErrNotSupported, err)
+		}
+		return nil, wrap("open control", "", err)
+	}
+	c := &Control{f: f, udev: opts.Udev}
+	if c.udev == UdevAuto {
+		c.udev = UdevOff
+		if UdevRunning() {
+			c.udev = UdevSync
+		}
+	}
+	return c, nil
+}
+
+// Close closes the control node.
+func (c *Control) Close() error { return c.f.Close() }
+
+// UdevMode reports how this Control handles device nodes.
+func (c *Control) UdevMode() UdevMode { return c.udev }
+
+func (c *Control) fd() int { return int(c.f.Fd()) }
+
+// call builds a request for dev, lets fill set it up, runs cmd and wraps errors.
+func (c *Control) call(op, dev string, cmd uintptr, fill func(*request) error) (*request, error) {
+	r, err := newRequest(dev, 0)
+	if err != nil {
+		return nil, wrap(op, dev, fmt.Errorf("%w: %v", unix.EINVAL, err))
+	}
+	if fill != nil {
+		if err := fill(r); err != nil {
+			return nil, wrap(op, dev, err)
+		}
+	}
+	if err := r.do(c.fd(), cmd); err != nil {
+		return nil, wrap(op, dev, err)
+	}
+	return r, nil
+}
+
+// Version is a device-mapper interface or target version.
+type Version [3]uint32
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v[0], v[1], v[2]) }
+
+// AtLeast reports whether v >= o.
+func (v Version) AtLeast(o Version) bool {
+	for i := range v {
+		if v[i] != o[i] {
+			return v[i] > o[i]
+		}
+	}
+	return true
+}
+
+// Version returns the kernel's ioctl interface version.
+func (c *Control) Version() (Version, error) {
+	r, err := c.call("version", "", unix.DM_VERSION, nil)
+	if err != nil {
+		return Version{}, err
+	}
+	return Version(r.header().Version), nil
+}
+
+// TargetVersion is one loaded target type.
+type TargetVersion struct {
+	Name    string
+	Version Version
+}
+
+// Targets lists the target types the kernel has loaded.
+func (c *Control) Targets() ([]TargetVersion, error) {
+	r, err := c.call("list versions", "", unix.DM_LIST_VERSIONS, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseTargetVersions(r.output())
+}
+
+// parseTargetVersions walks dm_target_versions records (next is relative to
+// each record; 0 ends the list).
+func parseTargetVersions(out []byte) ([]TargetVersion, error) {
+	var list []TargetVersion
+	const recHeader = 16 // next u32 + version [3]u32
+	for off := 0; ; {
+		if off+recHeader > len(out) {
+			return nil, fmt.Errorf("list versions: truncated reply at %d", off)
+		}
+		next := le32(out[off:])
+		list = append(list, TargetVersion{
+			Name:    cString(out[off+recHeader:]),
+			Version: Version{le32(out[off+4:]), le32(out[off+8:]), le32(out[off+12:])},
+		})
+		if next == 0 {
+			return list, nil
+		}
+		off += int(next)
+	}
+}
+
+// HasTarget reports whether the named target type is loaded, and its version.
+func (c *Control) HasTarget(name string) (Version, bool, error) {
+	ts, err := c.Targets()
+	if err != nil {
+		return Version{}, false, err
+	}
+	for _, t := range ts {
+		if t.Name == name {
+			return t.Version, true, nil
+		}
+	}
+	return Version{}, false, nil
+}
+
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }

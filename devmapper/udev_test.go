@@ -1,0 +1,105 @@
+package devmapper_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/testutil"
+)
+
+const udevd = "/lib/systemd/systemd-udevd"
+
+// startUdevd runs systemd-udevd for the rest of the test. Only inside the
+// harness's own kernel: on a real host udev is the system's business.
+func startUdevd(t *testing.T) {
+	t.Helper()
+	if !testutil.InUML() {
+		if dm.UdevRunning() {
+			return
+		}
+		t.Skip("udevd not running on this host; the UML harness tests the udev path")
+	}
+	if _, err := os.Stat(udevd); err != nil {
+		if os.Getenv(testutil.EnvRequireKernel) == "1" {
+			t.Fatalf("udev not installed (%v): apt-get install udev", err)
+		}
+		t.Skipf("udev not installed: %v", err)
+	}
+	if err := os.MkdirAll("/run/udev", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(udevd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = os.RemoveAll("/run/udev")
+	})
+	for deadline := time.Now().Add(10 * time.Second); !dm.UdevRunning(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("udevd did not create its control socket")
+		}
+	}
+}
+
+// With udevd running, Open picks udev sync: udev's rules make and remove the
+// /dev/mapper links and complete our cookies, and our calls return only then.
+func TestUdevSync(t *testing.T) {
+	testutil.RequireKernel(t)
+	startUdevd(t)
+	c := open(t)
+	if c.UdevMode() != dm.UdevSync {
+		t.Fatalf("udev mode %v with udevd running", c.UdevMode())
+	}
+	name := fmt.Sprintf("tltest-%d-udev", os.Getpid())
+	info, err := c.CreateAndLoad(name, "", []dm.TableLine{dm.Line(0, 2048, dm.ErrorTarget{})}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := filepath.EvalSymlinks(info.Path())
+	if err != nil {
+		t.Fatalf("udev made no node for %s by the time resume returned: %v", name, err)
+	}
+	if want := fmt.Sprintf("/dev/dm-%d", info.Minor); target != want {
+		t.Fatalf("%s -> %s, want %s", info.Path(), target, want)
+	}
+	if err := c.Remove(name, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(info.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("udev left %s after remove returned: %v", info.Path(), err)
+	}
+}
+
+// Without udev, we make and remove the nodes ourselves.
+func TestNoUdevNodes(t *testing.T) {
+	testutil.RequireKernel(t)
+	c, err := dm.OpenWith(dm.Options{Udev: dm.UdevOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	name := fmt.Sprintf("tltest-%d-nodes", os.Getpid())
+	info, err := c.CreateAndLoad(name, "", []dm.TableLine{dm.Line(0, 2048, dm.ErrorTarget{})}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(info.Path())
+	if err != nil || fi.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("node %s: %v %v", info.Path(), fi, err)
+	}
+	if err := c.Remove(name, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(info.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("node left after remove: %v", err)
+	}
+}

@@ -1,0 +1,187 @@
+package deviceset
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/fsutil"
+)
+
+// udevFlags spare udev the rules a layer's device doesn't need: no disk
+// rules (blkid scans, by-uuid links — snapshots share one UUID) and no
+// other-subsystem rules; the /dev/mapper link is still made.
+const udevFlags = dm.UdevDisableDiskRulesFlag | dm.UdevDisableOtherRulesFlag
+
+// activate makes the layer's thin device active (if it isn't) and returns
+// its node. A scheduled deferred removal is cancelled instead.
+func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
+	name := ds.deviceName(info.Hash)
+	cur, err := ds.dm.Info(name)
+	if err == nil {
+		if cur.DeferredRemove {
+			if err := ds.dm.CancelDeferredRemove(name); err != nil {
+				return "", err
+			}
+		}
+		return dm.DevicePath(name), ds.ensureNode(cur)
+	}
+	if !errors.Is(err, dm.ErrNotFound) {
+		return "", err
+	}
+	if err := faultPoint("activate"); err != nil {
+		return "", err
+	}
+	thin := dm.Thin{PoolDev: ds.pool.dev, DeviceID: uint32(info.DeviceID)}
+	table := []dm.TableLine{dm.Line(0, dm.BytesToSectors(info.Size), thin)}
+	cur, err = ds.dm.CreateAndLoad(name, "", table, udevFlags)
+	if err != nil {
+		return "", fmt.Errorf("activate layer %q (thin id %d): %w", info.Hash, info.DeviceID, err)
+	}
+	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "device_id": info.DeviceID}).Debug("activated")
+	return dm.DevicePath(name), ds.ensureNode(cur)
+}
+
+// ensureNode: under udev sync the node is udev's, made before the resume
+// returned; this only fills in where udev's rules did not make one.
+func (ds *DeviceSet) ensureNode(info dm.Info) error {
+	if _, err := os.Stat(info.Path()); err == nil {
+		return nil
+	}
+	return ds.dm.EnsureNode(info)
+}
+
+// deactivate removes the layer's thin device if active. With deferred
+// removal a device still open elsewhere is left to go at its last close.
+func (ds *DeviceSet) deactivate(hash string) error {
+	return ds.deactivateMode(hash, ds.cfg.DeferredRemove)
+}
+
+func (ds *DeviceSet) deactivateMode(hash string, deferred bool) error {
+	name := ds.deviceName(hash)
+	if err := faultPoint("deactivate"); err != nil {
+		return err
+	}
+	var err error
+	if deferred {
+		_, err = ds.dm.RemoveDeferred(name, udevFlags)
+	} else {
+		err = ds.dm.Remove(name, udevFlags)
+	}
+	if errors.Is(err, dm.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// MountDevice activates the layer's device and mounts it on path.
+func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
+	ds.layers.Lock(hash)
+	defer ds.layers.Unlock(hash)
+	info, err := ds.lookup(hash)
+	if err != nil {
+		return err
+	}
+	if info.Deleted {
+		return fmt.Errorf("mount %q: %w", hash, ErrDeleted)
+	}
+	dev, err := ds.activate(info)
+	if err != nil {
+		return err
+	}
+	fsType, err := ds.filesystemOf(dev)
+	if err == nil {
+		err = faultPoint("mount")
+	}
+	if err == nil {
+		err = fsutil.MountLayer(dev, path, fsType, ds.cfg.MountOptions, mountLabel)
+	}
+	if err == nil && fsType == "xfs" && ds.cfg.XFSNoSpaceMaxRetries != "" {
+		if err = ds.setXFSNoSpaceRetries(dev); err != nil {
+			_ = unix.Unmount(path, unix.MNT_DETACH)
+		}
+	}
+	if err != nil {
+		_ = ds.deactivate(hash)
+		return fmt.Errorf("mount layer %q on %s: %w", hash, path, err)
+	}
+	return nil
+}
+
+// filesystemOf is the base's filesystem (all layers share it), probed from
+// the superblock only when the home doesn't record it.
+func (ds *DeviceSet) filesystemOf(dev string) (string, error) {
+	ds.mu.Lock()
+	fs := ds.meta.BaseDeviceFilesystem
+	ds.mu.Unlock()
+	if fs != "" {
+		return fs, nil
+	}
+	fi, err := fsutil.ProbeDevice(dev)
+	return fi.Type, err
+}
+
+// UnmountDevice unmounts path and deactivates the layer's device.
+func (ds *DeviceSet) UnmountDevice(hash, path string) error {
+	ds.layers.Lock(hash)
+	defer ds.layers.Unlock(hash)
+	if err := faultPoint("unmount"); err != nil {
+		return err
+	}
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount layer %q from %s: %w", hash, path, err)
+	}
+	return ds.deactivate(hash)
+}
+
+// setXFSNoSpaceRetries bounds how often xfs retries metadata writes when the
+// pool is out of space (dm.xfs_nospace_max_retries), instead of forever.
+func (ds *DeviceSet) setXFSNoSpaceRetries(dev string) error {
+	real, err := filepath.EvalSymlinks(dev)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return err
+	}
+	p := fmt.Sprintf("/sys/fs/xfs/dm-%d/error/metadata/ENOSPC/max_retries", unix.Minor(st.Rdev))
+	if err := os.WriteFile(p, []byte(ds.cfg.XFSNoSpaceMaxRetries), 0); err != nil {
+		return fmt.Errorf("dm.xfs_nospace_max_retries: %w", err)
+	}
+	return nil
+}
+
+// deactivateAll unmounts whatever is mounted under <home>/mnt and removes
+// every active device of this home's layers (Shutdown).
+func (ds *DeviceSet) deactivateAll() error {
+	mnt := filepath.Join(ds.home, "mnt")
+	entries, _ := os.ReadDir(mnt)
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(mnt, e.Name())
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	devs, err := ds.dm.List()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, d := range devs {
+		if d.Name != ds.pool.name && len(d.Name) > len(ds.prefix) && d.Name[:len(ds.prefix)+1] == ds.prefix+"-" {
+			if err := ds.dm.Remove(d.Name, udevFlags); err != nil && !errors.Is(err, dm.ErrNotFound) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,153 @@
+package deviceset
+
+import (
+	"context"
+	"fmt"
+
+	units "github.com/docker/go-units"
+	"github.com/sirupsen/logrus"
+
+	"github.com/thinlayer/thinlayer/fsutil"
+)
+
+// setupBase checks the base device (hash "") or creates it: a thin device
+// with a fresh filesystem, from which every layer without a parent is a
+// snapshot.
+func (ds *DeviceSet) setupBase() error {
+	ds.layers.Lock("")
+	defer ds.layers.Unlock("")
+	info, err := ds.lookup("")
+	if err == nil && info.Initialized && !info.Deleted {
+		if err := ds.verifyBase(info); err != nil {
+			return err
+		}
+		return ds.growBase(info)
+	}
+	if err == nil {
+		// Left half-made by a crash during the first Init: start over.
+		ds.log.Info("removing uninitialized base device")
+		if err := ds.deactivate(""); err != nil {
+			return err
+		}
+		ds.txMu.Lock()
+		err = ds.deleteTx(info)
+		ds.txMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("remove uninitialized base device: %w", err)
+		}
+		ds.forget("")
+	}
+	if ds.cfg.ThinPoolDevice != "" {
+		if err := ds.checkPoolEmpty(); err != nil {
+			return err
+		}
+	}
+	return ds.createBase()
+}
+
+// checkPoolEmpty refuses to take over a user's pool that already holds data.
+func (ds *DeviceSet) checkPoolEmpty() error {
+	st, err := ds.poolStatus(false)
+	if err != nil {
+		return err
+	}
+	if st.UsedDataBlocks != 0 || st.TransactionID != 0 {
+		return fmt.Errorf("thin pool %s is not empty (transaction id %d, %d data blocks used): give thinlayer a pool of its own",
+			ds.pool.name, st.TransactionID, st.UsedDataBlocks)
+	}
+	return nil
+}
+
+func (ds *DeviceSet) createBase() error {
+	fs := ds.cfg.Filesystem
+	if fs == "" {
+		fs = fsutil.DefaultFilesystem()
+	}
+	info := &DevInfo{Hash: "", Size: ds.cfg.BaseSize}
+	ds.txMu.Lock()
+	err := ds.createTx(info, func(id uint32) error { return ds.dm.CreateThin(ds.pool.name, id) })
+	ds.txMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("create base device: %w", err)
+	}
+	ds.cache(info)
+	dev, err := ds.activate(info)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ds.deactivate("") }()
+	if err := faultPoint("base.mkfs"); err != nil {
+		return err
+	}
+	if err := fsutil.Mkfs(context.Background(), dev, fs, ds.cfg.MkfsArgs); err != nil {
+		return fmt.Errorf("create base device: %w", err)
+	}
+	probe, err := fsutil.ProbeDevice(dev)
+	if err != nil {
+		return fmt.Errorf("create base device: read back filesystem: %w", err)
+	}
+	if err := faultPoint("base.initialized"); err != nil {
+		return err
+	}
+	info.Initialized = true
+	if err := ds.store.saveDevice(info); err != nil {
+		return err
+	}
+	ds.mu.Lock()
+	ds.meta.BaseDeviceUUID, ds.meta.BaseDeviceFilesystem = probe.UUID, probe.Type
+	m := ds.meta
+	ds.mu.Unlock()
+	ds.log.WithFields(logrus.Fields{"fs": probe.Type, "uuid": probe.UUID, "size": info.Size}).Info("created base device")
+	return ds.store.saveSetMetadata(m)
+}
+
+// verifyBase checks that the base device is the one this home made: its
+// filesystem UUID, read from the superblock, must match the record. A
+// mismatch means a different pool than last time.
+func (ds *DeviceSet) verifyBase(info *DevInfo) error {
+	dev, err := ds.activate(info)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ds.deactivate("") }()
+	probe, err := fsutil.ProbeDevice(dev)
+	if err != nil {
+		return fmt.Errorf("base device: %w", err)
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.meta.BaseDeviceUUID == "" { // a home from before UUIDs were kept
+		ds.meta.BaseDeviceUUID = probe.UUID
+	} else if ds.meta.BaseDeviceUUID != probe.UUID {
+		return fmt.Errorf("base device UUID %s does not match the recorded %s: this home is being opened on a different thin pool than last time",
+			probe.UUID, ds.meta.BaseDeviceUUID)
+	}
+	if ds.meta.BaseDeviceFilesystem == "" {
+		ds.meta.BaseDeviceFilesystem = probe.Type
+	}
+	if ds.cfg.Filesystem != "" && ds.cfg.Filesystem != ds.meta.BaseDeviceFilesystem {
+		ds.log.Warnf("base device has %s; dm.fs=%s is ignored", ds.meta.BaseDeviceFilesystem, ds.cfg.Filesystem)
+	}
+	return ds.store.saveSetMetadata(ds.meta)
+}
+
+// growBase grows the base device to a larger dm.basesize; it never shrinks.
+func (ds *DeviceSet) growBase(info *DevInfo) error {
+	if !ds.cfg.BaseSizeSet || ds.cfg.BaseSize == info.Size {
+		return nil
+	}
+	if ds.cfg.BaseSize < info.Size {
+		return fmt.Errorf("dm.basesize %s is smaller than the base device's %s: it can only grow",
+			units.HumanSize(float64(ds.cfg.BaseSize)), units.HumanSize(float64(info.Size)))
+	}
+	if err := faultPoint("basesize.grow"); err != nil {
+		return err
+	}
+	old := info.Size
+	info.Size = ds.cfg.BaseSize
+	if err := ds.store.saveDevice(info); err != nil {
+		info.Size = old
+		return err
+	}
+	return ds.growFS(info)
+}

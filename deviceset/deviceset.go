@@ -1,0 +1,241 @@
+package deviceset
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/keylock"
+)
+
+const maxDeviceID = dm.MaxThinID
+
+// Sentinel errors for what callers branch on.
+var (
+	ErrNotFound   = errors.New("no such layer")
+	ErrExists     = errors.New("layer already exists")
+	ErrHomeLocked = errors.New("home is in use by another process")
+	ErrDeleted    = errors.New("layer is marked for deferred deletion")
+)
+
+// DeviceSet is the set of thin devices of one home. Its methods are safe for
+// concurrent use; see the package doc for the lock order.
+type DeviceSet struct {
+	home   string
+	cfg    Config
+	log    *logrus.Entry
+	dm     *dm.Control
+	prefix string
+	pool   *pool
+	store  store
+	lockF  *os.File // flock on the home: one writer per home
+
+	layers keylock.Locks // per hash
+
+	txMu   sync.Mutex
+	txID   uint64 // the pool's transaction id, our commit point
+	nextID int    // where the search for a free thin id starts
+
+	mu      sync.Mutex
+	devices map[string]*DevInfo // DevInfos read so far, by hash
+	meta    setMetadata
+
+	deleter  *deleter // deferred deletion worker, nil when off
+	shutdown sync.Once
+}
+
+// New opens (or makes) the home: takes its lock, finds or creates the pool,
+// finishes or undoes an interrupted transaction, and checks or creates the
+// base device.
+func New(home string, cfg Config) (ds *DeviceSet, err error) {
+	ds = &DeviceSet{
+		home:    home,
+		cfg:     cfg,
+		log:     logrus.WithField("storage-driver", "devicemapper"),
+		store:   store{dir: filepath.Join(home, "metadata")},
+		devices: make(map[string]*DevInfo),
+	}
+	if err := os.MkdirAll(ds.store.dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := ds.lockHome(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ds.close()
+		}
+	}()
+	if ds.dm, err = dm.Open(); err != nil {
+		return nil, err
+	}
+	if ds.prefix, err = devicePrefix(home); err != nil {
+		return nil, err
+	}
+	if ds.pool, err = ds.openPool(); err != nil {
+		return nil, err
+	}
+	if err := ds.initMetadata(); err != nil {
+		ds.undoPool()
+		return nil, err
+	}
+	if err := ds.setupBase(); err != nil {
+		ds.undoPool()
+		return nil, err
+	}
+	if cfg.DeferredDelete {
+		ds.startDeleter()
+	}
+	return ds, nil
+}
+
+func (ds *DeviceSet) lockHome() error {
+	f, err := os.OpenFile(filepath.Join(ds.home, ".thinlayer.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%w: %s", ErrHomeLocked, ds.home)
+		}
+		return fmt.Errorf("lock home %s: %w", ds.home, err)
+	}
+	ds.lockF = f
+	return nil
+}
+
+func (ds *DeviceSet) close() {
+	if ds.dm != nil {
+		ds.dm.Close()
+	}
+	if ds.lockF != nil {
+		ds.lockF.Close()
+	}
+}
+
+// undoPool takes down a pool New created before failing later on.
+func (ds *DeviceSet) undoPool() {
+	if ds.pool != nil && ds.pool.created {
+		_ = ds.removePool()
+	}
+}
+
+// initMetadata reads the pool's transaction id and settles an open
+// transaction, then loads the home-wide record.
+func (ds *DeviceSet) initMetadata() error {
+	st, err := ds.poolStatus(false)
+	if err != nil {
+		return err
+	}
+	if st.Mode == dm.PoolModeFail {
+		return fmt.Errorf("thin pool %s has failed: run thin_check on its metadata", ds.pool.name)
+	}
+	ds.txID = st.TransactionID
+	if err := ds.settleTransaction(); err != nil {
+		return err
+	}
+	if ds.meta, err = ds.store.loadSetMetadata(); err != nil {
+		return err
+	}
+	ds.nextID = ds.meta.NextDeviceID
+	return nil
+}
+
+// lookup returns the layer's DevInfo, reading it on first use. The caller
+// holds the layer's lock, so the file does not change underneath.
+func (ds *DeviceSet) lookup(hash string) (*DevInfo, error) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if info := ds.devices[hash]; info != nil {
+		return info, nil
+	}
+	info, err := ds.store.loadDevice(hash)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, hash)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ds.devices[hash] = info
+	return info, nil
+}
+
+func (ds *DeviceSet) cache(info *DevInfo) {
+	ds.mu.Lock()
+	ds.devices[info.Hash] = info
+	ds.mu.Unlock()
+}
+
+func (ds *DeviceSet) forget(hash string) {
+	ds.mu.Lock()
+	delete(ds.devices, hash)
+	ds.mu.Unlock()
+}
+
+// HasDevice reports whether the layer has a DevInfo (deleted ones included,
+// as Moby's does).
+func (ds *DeviceSet) HasDevice(hash string) bool {
+	ds.mu.Lock()
+	_, ok := ds.devices[hash]
+	ds.mu.Unlock()
+	return ok || ds.store.hasDevice(hash)
+}
+
+// List returns the hashes of every layer, the base ("") included.
+func (ds *DeviceSet) List() ([]string, error) { return ds.store.listDevices() }
+
+// Info returns a copy of the layer's DevInfo.
+func (ds *DeviceSet) Info(hash string) (DevInfo, error) {
+	ds.layers.Lock(hash)
+	defer ds.layers.Unlock(hash)
+	info, err := ds.lookup(hash)
+	if err != nil {
+		return DevInfo{}, err
+	}
+	return *info, nil
+}
+
+// deviceName is the device-mapper name of a layer's thin device.
+func (ds *DeviceSet) deviceName(hash string) string {
+	if hash == "" {
+		hash = baseFileName
+	}
+	return ds.prefix + "-" + hash
+}
+
+// DevicePath is the node a layer's active device is reached by.
+func (ds *DeviceSet) DevicePath(hash string) string { return dm.DevicePath(ds.deviceName(hash)) }
+
+// PoolName is the device-mapper name of the pool.
+func (ds *DeviceSet) PoolName() string { return ds.pool.name }
+
+// Shutdown unmounts and deactivates what is active under <home>/mnt, the
+// base device, and the pool if this home owns it, and saves the home-wide
+// record. The home is left so that the next New (or Moby) opens it. Later
+// calls do nothing.
+func (ds *DeviceSet) Shutdown() (err error) {
+	ds.shutdown.Do(func() { err = ds.doShutdown() })
+	return err
+}
+
+func (ds *DeviceSet) doShutdown() error {
+	var errs []error
+	if ds.deleter != nil {
+		ds.deleter.close()
+	}
+	ds.txMu.Lock()
+	ds.meta.NextDeviceID = ds.nextID
+	errs = append(errs, ds.store.saveSetMetadata(ds.meta))
+	ds.txMu.Unlock()
+	errs = append(errs, ds.deactivateAll())
+	errs = append(errs, ds.removePool())
+	ds.close()
+	return errors.Join(errs...)
+}

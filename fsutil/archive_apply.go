@@ -1,0 +1,399 @@
+package fsutil
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// defaultMaxEntries bounds the entries of one layer tar when
+// ApplyOptions.MaxEntries is 0.
+const defaultMaxEntries = 1 << 21
+
+// ApplyOptions tunes ApplyLayer.
+type ApplyOptions struct {
+	// IDMap maps owners in the tar (container IDs) to host IDs.
+	IDMap IdentityMapping
+	// NoLchown leaves created files owned by the caller.
+	NoLchown bool
+	// MaxEntries bounds the number of tar entries; 0 means 2097152.
+	MaxEntries int
+}
+
+// ApplyLayer extracts the uncompressed layer tar on top of the tree at dir,
+// as Moby's UnpackLayer does: ".wh.<name>" deletes <name>, ".wh..wh..opq"
+// empties its directory of everything this tar did not write, other
+// ".wh..wh." names (aufs metadata) are skipped, an entry replaces whatever
+// is at its path unless both are directories, and directory times are set
+// after all entries. Owners are mapped container→host through opts.IDMap.
+//
+// Nothing is ever written, linked or removed outside dir: names and hard
+// link targets that climb out of it, and symlinks whose target climbs out
+// of it, fail the apply; symlinks met inside a path, whether written by
+// this tar or already in dir, resolve as if dir were "/" (as under
+// Moby's chroot). Any error aborts the apply, leaving dir partly written.
+//
+// It returns the sum of the entries' content sizes, as Moby's ApplyDiff.
+func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err error) {
+	rootfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("fsutil: apply layer: open %s: %w", dir, err)
+	}
+	a := &applier{
+		root:    rootfd,
+		opts:    opts,
+		cacheFd: -1,
+		seed:    maphash.MakeSeed(),
+		fresh:   make(map[uint64]struct{}),
+		kept:    make(map[uint64]struct{}),
+		buf:     make([]byte, copyBufSize),
+	}
+	if a.opts.MaxEntries <= 0 {
+		a.opts.MaxEntries = defaultMaxEntries
+	}
+	defer a.close()
+	if err := a.run(layer); err != nil {
+		return 0, fmt.Errorf("fsutil: apply layer: %w", err)
+	}
+	return a.size, nil
+}
+
+// applier is the state of one ApplyLayer. Besides the directory times it
+// keeps hashes of the paths it wrote, but only of those directly inside
+// directories that existed before (children of directories it created are
+// known to be its own), for ".wh..wh..opq".
+type applier struct {
+	root     int
+	opts     ApplyOptions
+	size     int64
+	entries  int
+	cacheRel string // the parent directory last resolved ...
+	cacheFd  int    // ... and its O_PATH descriptor, or -1
+	seed     maphash.Seed
+	fresh    map[uint64]struct{} // directories this apply created
+	kept     map[uint64]struct{} // paths written inside pre-existing dirs
+	dirs     []dirTimes
+	buf      []byte
+}
+
+type dirTimes struct {
+	rel string
+	ts  [2]unix.Timespec
+}
+
+func (a *applier) close() {
+	a.invalidate(".")
+	unix.Close(a.root)
+}
+
+func (a *applier) run(layer io.Reader) error {
+	tr := &trailerReader{r: layer}
+	rd := tar.NewReader(tr)
+	for {
+		hdr, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			if !tr.endsWithZeroBlock() {
+				return fmt.Errorf("tar ends without end-of-archive marker: %w", io.ErrUnexpectedEOF)
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		if a.entries++; a.entries > a.opts.MaxEntries {
+			return fmt.Errorf("tar has more than %d entries", a.opts.MaxEntries)
+		}
+		a.size += hdr.Size
+		if err := a.entry(hdr, rd); err != nil {
+			return fmt.Errorf("entry %q: %w", hdr.Name, err)
+		}
+	}
+	return a.restoreDirTimes()
+}
+
+func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	if isSparse(hdr) {
+		// Moby would expand the holes: a few bytes of tar could demand
+		// terabytes of disk.
+		return errors.New("sparse files are not supported")
+	}
+	rel, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	dir, base := splitRel(rel)
+	switch {
+	case base == whiteoutOpaque:
+		return a.opaque(dir)
+	case strings.HasPrefix(rel, whiteoutMeta), strings.HasPrefix(base, whiteoutMeta):
+		return nil // aufs metadata such as .wh..wh.plnk
+	case strings.HasPrefix(base, whiteoutPrefix):
+		return a.whiteout(dir, base[len(whiteoutPrefix):])
+	}
+	return a.create(rel, hdr, content)
+}
+
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// parent returns a cached O_PATH descriptor of directory rel, creating
+// missing directories when create is set. The caller must not close it.
+func (a *applier) parent(rel string, create bool) (int, error) {
+	if a.cacheFd >= 0 && a.cacheRel == rel {
+		return a.cacheFd, nil
+	}
+	fd, err := a.openDir(rel, create)
+	if err != nil {
+		return -1, err
+	}
+	a.invalidate(".")
+	a.cacheRel, a.cacheFd = rel, fd
+	return fd, nil
+}
+
+// invalidate drops the cached parent if it is rel or below rel.
+func (a *applier) invalidate(rel string) {
+	if a.cacheFd >= 0 && (rel == "." || a.cacheRel == rel || strings.HasPrefix(a.cacheRel, rel+"/")) {
+		unix.Close(a.cacheFd)
+		a.cacheFd = -1
+	}
+}
+
+// openDir resolves directory rel inside the root; with create, missing
+// directories are made like Moby's implied directories (0755, owned by
+// the container's root).
+func (a *applier) openDir(rel string, create bool) (int, error) {
+	fd, err := resolveDir(a.root, rel)
+	if err == nil || !create || rel == "." || !errors.Is(err, unix.ENOENT) {
+		if err != nil {
+			return -1, fmt.Errorf("resolve %s: %w", rel, err)
+		}
+		return fd, nil
+	}
+	dir, base := splitRel(rel)
+	pfd, err := a.openDir(dir, true)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pfd)
+	if err := unix.Mkdirat(pfd, base, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, fmt.Errorf("mkdir %s: %w", rel, err)
+	} else if err == nil {
+		if err := a.impliedDirMeta(pfd, base); err != nil {
+			return -1, fmt.Errorf("mkdir %s: %w", rel, err)
+		}
+		a.record(rel, true)
+	}
+	if fd, err = resolveDir(a.root, rel); err != nil {
+		return -1, fmt.Errorf("resolve %s: %w", rel, err)
+	}
+	return fd, nil
+}
+
+func (a *applier) impliedDirMeta(pfd int, base string) error {
+	if !a.opts.NoLchown {
+		uid, gid, err := a.opts.IDMap.ToHost(0, 0)
+		if err != nil {
+			return err
+		}
+		if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	return unix.Fchmodat(pfd, base, 0o755, 0)
+}
+
+func (a *applier) hash(rel string) uint64 { return maphash.String(a.seed, rel) }
+
+func (a *applier) isFresh(rel string) bool {
+	_, ok := a.fresh[a.hash(rel)]
+	return ok
+}
+
+// record notes that this apply wrote rel (freshDir: as a new directory).
+func (a *applier) record(rel string, freshDir bool) {
+	if dir, _ := splitRel(rel); !a.isFresh(dir) {
+		a.kept[a.hash(rel)] = struct{}{}
+	}
+	if freshDir {
+		a.fresh[a.hash(rel)] = struct{}{}
+	}
+}
+
+// forget notes that rel was removed or replaced.
+func (a *applier) forget(rel string) {
+	a.invalidate(rel)
+	delete(a.fresh, a.hash(rel))
+}
+
+func (a *applier) whiteout(dir, name string) error {
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("invalid whiteout of %q: %w", name, errEscape)
+	}
+	pfd, err := a.parent(dir, false)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing there to delete
+	}
+	if err != nil {
+		return err
+	}
+	a.forget(joinRel(dir, name))
+	return removeAt(pfd, name)
+}
+
+// opaque removes from dir everything this apply did not write.
+func (a *applier) opaque(dir string) error {
+	if a.isFresh(dir) {
+		return nil // created by this tar: holds nothing else
+	}
+	fd, err := a.openDir(dir, true)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	a.invalidate(dir)
+	return a.clearDir(fd, dir)
+}
+
+func (a *applier) clearDir(pathfd int, dir string) error {
+	dfd, err := unix.Openat(pathfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(dfd), dir)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read dir %s: %w", dir, err)
+	}
+	for _, n := range names {
+		child := joinRel(dir, n)
+		if _, ok := a.kept[a.hash(child)]; !ok {
+			if err := removeAt(dfd, n); err != nil {
+				return fmt.Errorf("opaque %s: %w", dir, err)
+			}
+			continue
+		}
+		if a.isFresh(child) {
+			continue
+		}
+		cfd, err := unix.Openat(dfd, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			continue // a file or symlink this tar wrote
+		}
+		if err != nil {
+			return fmt.Errorf("open %s: %w", child, err)
+		}
+		err = a.clearDir(cfd, child)
+		unix.Close(cfd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *applier) restoreDirTimes() error {
+	for _, d := range a.dirs {
+		dir, base := splitRel(d.rel)
+		pfd, err := a.parent(dir, false)
+		if err == nil {
+			err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("set times of %s: %w", d.rel, err)
+		}
+	}
+	return nil
+}
+
+// tarTimes returns the atime and mtime of hdr as Moby sets them: atime no
+// earlier than mtime, times outside what the kernel takes as the epoch.
+func tarTimes(hdr *tar.Header) [2]unix.Timespec {
+	at, mt := hdr.AccessTime, hdr.ModTime
+	if at.Before(mt) {
+		at = mt
+	}
+	return [2]unix.Timespec{toTimespec(at), toTimespec(mt)}
+}
+
+var maxUnixTime = time.Unix(0, math.MaxInt64)
+
+func toTimespec(t time.Time) unix.Timespec {
+	if t.Before(time.Unix(0, 0)) || t.After(maxUnixTime) {
+		return unix.Timespec{}
+	}
+	return unix.NsecToTimespec(t.UnixNano())
+}
+
+// trailerReader remembers the last 512 bytes read, to tell a tar that
+// ends with its end-of-archive zero blocks from one cut at an entry
+// boundary (which archive/tar takes for a clean end).
+type trailerReader struct {
+	r    io.Reader
+	n    int64
+	last [512]byte
+	pos  int
+}
+
+func (t *trailerReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	b := p[:n]
+	if len(b) >= len(t.last) {
+		b = b[len(b)-len(t.last):]
+	}
+	for len(b) > 0 {
+		c := copy(t.last[t.pos:], b)
+		b, t.pos = b[c:], (t.pos+c)%len(t.last)
+	}
+	return n, err
+}
+
+// endsWithZeroBlock: an empty stream counts as an empty layer.
+func (t *trailerReader) endsWithZeroBlock() bool {
+	if t.n == 0 {
+		return true
+	}
+	if t.n < int64(len(t.last)) {
+		return false
+	}
+	for _, c := range t.last {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// logXattrErr logs an xattr the filesystem refused (Moby ignores EPERM
+// and ENOTSUP the same way).
+func logXattrErr(rel, name string, err error) {
+	l := logrus.WithFields(logrus.Fields{"path": rel, "xattr": name, "error": err})
+	if strings.HasPrefix(name, "security.") {
+		l.Warn("fsutil: apply layer: xattr not set")
+		return
+	}
+	l.Debug("fsutil: apply layer: xattr not set")
+}

@@ -1,0 +1,117 @@
+package graphdriver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/thinlayer/thinlayer/fsutil"
+)
+
+// The diff methods work on mounted trees, as Moby's naive diff driver does:
+// snapshots share blocks, but the tar format wants files.
+
+// mounted mounts a layer (and its parent, if any) for the length of f.
+func (d *driver) mounted(id, parent string, f func(root, parentRoot string) error) (err error) {
+	root, err := d.Get(id, "")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, d.Put(id)) }()
+	parentRoot := ""
+	if parent != "" {
+		if parentRoot, err = d.Get(parent, ""); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, d.Put(parent)) }()
+	}
+	return f(root, parentRoot)
+}
+
+// Changes lists what differs in id from parent ("" = from nothing).
+func (d *driver) Changes(id, parent string) (changes []Change, err error) {
+	err = d.mounted(id, parent, func(root, parentRoot string) error {
+		changes, err = fsutil.Changes(root, parentRoot)
+		return err
+	})
+	return changes, err
+}
+
+// DiffSize is the size of the regular files id adds or changes over parent.
+func (d *driver) DiffSize(id, parent string) (size int64, err error) {
+	err = d.mounted(id, parent, func(root, parentRoot string) error {
+		size, err = fsutil.DiffSize(root, parentRoot)
+		return err
+	})
+	return size, err
+}
+
+// Diff returns the layer as a tar: the whole tree when parent is "", else
+// its changes over parent with whiteouts for deletions. The layers stay
+// mounted until the stream is closed.
+func (d *driver) Diff(id, parent string) (io.ReadCloser, error) {
+	root, err := d.Get(id, "")
+	if err != nil {
+		return nil, err
+	}
+	release := func() error { return d.Put(id) }
+	var rc io.ReadCloser
+	if parent == "" {
+		rc, err = fsutil.TarTree(root, d.idMap)
+	} else {
+		rc, err = d.diffAgainst(root, parent, &release)
+	}
+	if err != nil {
+		return nil, errors.Join(err, release())
+	}
+	return &releaseOnClose{ReadCloser: rc, release: release}, nil
+}
+
+func (d *driver) diffAgainst(root, parent string, release *func() error) (io.ReadCloser, error) {
+	parentRoot, err := d.Get(parent, "")
+	if err != nil {
+		return nil, err
+	}
+	putID := *release
+	*release = func() error { return errors.Join(d.Put(parent), putID()) }
+	changes, err := fsutil.Changes(root, parentRoot)
+	if err != nil {
+		return nil, err
+	}
+	return fsutil.ExportChanges(root, changes, d.idMap)
+}
+
+type releaseOnClose struct {
+	io.ReadCloser
+	release func() error
+	closed  bool
+}
+
+func (r *releaseOnClose) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return errors.Join(r.ReadCloser.Close(), r.release())
+}
+
+// ApplyDiff unpacks a layer tar (plain, gzip or zstd) into id, which must
+// already exist (created on parent), and returns the bytes of file content
+// written.
+func (d *driver) ApplyDiff(id, parent string, diff io.Reader) (size int64, err error) {
+	root, err := d.Get(id, "")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, d.Put(id)) }()
+	stream, err := fsutil.DecompressStream(diff)
+	if err != nil {
+		return 0, fmt.Errorf("apply diff to layer %q: %w", id, err)
+	}
+	defer stream.Close()
+	size, err = fsutil.ApplyLayer(root, stream, fsutil.ApplyOptions{IDMap: d.idMap})
+	if err != nil {
+		return size, fmt.Errorf("apply diff to layer %q: %w", id, err)
+	}
+	return size, nil
+}

@@ -1,0 +1,288 @@
+package graphdriver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	units "github.com/docker/go-units"
+	"github.com/moby/sys/mountinfo"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinlayer/thinlayer/deviceset"
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/keylock"
+)
+
+type driver struct {
+	home  string
+	ds    *deviceset.DeviceSet
+	idMap IdentityMapping
+
+	ids    keylock.Locks // per id; taken before any DeviceSet lock
+	mu     sync.Mutex
+	mounts map[string]int // Get count per id
+}
+
+// Init opens (or creates) a devicemapper home. It fails with an error
+// matching ErrNotSupported when not root or when the kernel has no usable
+// dm-thin, and names the option when one is unknown or malformed.
+func Init(home string, options []string, idMap IdentityMapping) (Driver, error) {
+	cfg, err := deviceset.ParseOptions(options)
+	if err != nil {
+		return nil, err
+	}
+	if err := supported(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(home, "mnt"), 0o700); err != nil {
+		return nil, err
+	}
+	ds, err := deviceset.New(home, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &driver{home: home, ds: ds, idMap: idMap, mounts: make(map[string]int)}, nil
+}
+
+func supported() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: devicemapper needs root", ErrNotSupported)
+	}
+	c, err := dm.Open()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotSupported, err)
+	}
+	defer c.Close()
+	if _, ok, err := c.HasTarget(dm.TypeThinPool); err != nil || !ok {
+		return fmt.Errorf("%w: kernel has no thin-pool target (dm-thin-pool module not loaded?)", ErrNotSupported)
+	}
+	return nil
+}
+
+func (d *driver) String() string { return DriverName }
+
+// validID rejects ids that could not be a file name under the home.
+func validID(id string) error {
+	switch {
+	case id == "", id == ".", id == "..", id == "base":
+		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	case len(id) > 255:
+		return fmt.Errorf("%w: %d bytes long (255 at most)", ErrInvalidID, len(id))
+	case strings.ContainsAny(id, "/\x00"), strings.HasPrefix(id, "."):
+		return fmt.Errorf("%w: %q contains '/', NUL or starts with '.'", ErrInvalidID, id)
+	}
+	return nil
+}
+
+func (d *driver) CreateReadWrite(id, parent string, opts *CreateOpts) error {
+	return d.Create(id, parent, opts)
+}
+
+func (d *driver) Create(id, parent string, opts *CreateOpts) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	if parent != "" {
+		if err := validID(parent); err != nil {
+			return fmt.Errorf("parent: %w", err)
+		}
+	}
+	var storageOpt map[string]string
+	if opts != nil {
+		storageOpt = opts.StorageOpt
+	}
+	d.ids.Lock(id)
+	defer d.ids.Unlock(id)
+	return d.ds.AddDevice(id, parent, storageOpt)
+}
+
+// Remove deletes a layer; an unknown id is not an error. A mounted layer
+// fails with an error matching unix.EBUSY.
+func (d *driver) Remove(id string) error {
+	if validID(id) != nil {
+		return nil
+	}
+	d.ids.Lock(id)
+	defer d.ids.Unlock(id)
+	if !d.ds.HasDevice(id) {
+		return nil
+	}
+	if err := d.ds.DeleteDevice(id, false); err != nil {
+		return fmt.Errorf("failed to remove device %s: %w", id, err)
+	}
+	if err := unix.Rmdir(d.mountPoint(id)); err != nil && !errors.Is(err, unix.ENOENT) {
+		logrus.WithField("storage-driver", DriverName).WithError(err).Warn("remove mount point")
+	}
+	return nil
+}
+
+func (d *driver) mountPoint(id string) string { return filepath.Join(d.home, "mnt", id) }
+
+// Get mounts the layer on its first call and returns <home>/mnt/<id>/rootfs;
+// nested calls only count.
+func (d *driver) Get(id, mountLabel string) (string, error) {
+	if err := validID(id); err != nil {
+		return "", err
+	}
+	d.ids.Lock(id)
+	defer d.ids.Unlock(id)
+	mp := d.mountPoint(id)
+	rootfs := filepath.Join(mp, "rootfs")
+	if d.count(id, +1) > 1 {
+		return rootfs, nil
+	}
+	if err := d.mount(id, mp, mountLabel); err != nil {
+		d.count(id, -1)
+		return "", err
+	}
+	return rootfs, nil
+}
+
+func (d *driver) mount(id, mp, mountLabel string) error {
+	uid, gid, err := d.idMap.ToHost(0, 0)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		return err
+	}
+	if err := d.ds.MountDevice(id, mp, mountLabel); err != nil {
+		return err
+	}
+	err = mkdirOwned(filepath.Join(mp, "rootfs"), uid, gid)
+	if err == nil {
+		err = writeIDFile(filepath.Join(mp, "id"), id)
+	}
+	if err != nil {
+		_ = d.ds.UnmountDevice(id, mp)
+		return fmt.Errorf("prepare layer %q: %w", id, err)
+	}
+	return nil
+}
+
+func mkdirOwned(dir string, uid, gid int) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.Lchown(dir, uid, gid)
+}
+
+// writeIDFile records the layer id on its filesystem, as Moby does, to help
+// reconstruct a home by hand.
+func writeIDFile(path, id string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	}
+	return os.WriteFile(path, []byte(id), 0o600)
+}
+
+// Put drops one Get; the last unmounts and deactivates the layer.
+func (d *driver) Put(id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	d.ids.Lock(id)
+	defer d.ids.Unlock(id)
+	n := d.count(id, -1)
+	if n > 0 {
+		return nil
+	}
+	if n < 0 {
+		d.count(id, +1)
+		return fmt.Errorf("put layer %q: not mounted", id)
+	}
+	return d.ds.UnmountDevice(id, d.mountPoint(id))
+}
+
+func (d *driver) count(id string, delta int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.mounts[id] + delta
+	if n == 0 {
+		delete(d.mounts, id)
+	} else {
+		d.mounts[id] = n
+	}
+	return n
+}
+
+func (d *driver) Exists(id string) bool {
+	return validID(id) == nil && d.ds.HasDevice(id)
+}
+
+func (d *driver) GetMetadata(id string) (map[string]string, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	m, err := d.ds.Metadata(id)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		"DeviceId":   strconv.Itoa(m.DeviceID),
+		"DeviceSize": strconv.FormatUint(m.DeviceSize, 10),
+		"DeviceName": m.DeviceName,
+	}, nil
+}
+
+// Status gives Moby's rows, in Moby's order.
+func (d *driver) Status() [][2]string {
+	s, _ := d.ds.Status()
+	h := func(n uint64) string { return units.HumanSize(float64(n)) }
+	rows := [][2]string{
+		{"Pool Name", s.PoolName},
+		{"Pool Blocksize", h(s.PoolBlockSize)},
+		{"Base Device Size", h(s.BaseDeviceSize)},
+		{"Backing Filesystem", s.BaseDeviceFS},
+		{"Udev Sync Supported", strconv.FormatBool(s.UdevSyncSupported)},
+	}
+	for _, r := range [][2]string{
+		{"Data file", s.DataFile}, {"Metadata file", s.MetadataFile},
+		{"Data loop file", s.DataLoopback}, {"Metadata loop file", s.MetadataLoopback},
+	} {
+		if r[1] != "" {
+			rows = append(rows, r)
+		}
+	}
+	return append(rows, [][2]string{
+		{"Data Space Used", h(s.Data.Used)},
+		{"Data Space Total", h(s.Data.Total)},
+		{"Data Space Available", h(s.Data.Available)},
+		{"Metadata Space Used", h(s.Metadata.Used)},
+		{"Metadata Space Total", h(s.Metadata.Total)},
+		{"Metadata Space Available", h(s.Metadata.Available)},
+		{"Thin Pool Minimum Free Space", h(s.MinFreeSpace)},
+		{"Deferred Removal Enabled", strconv.FormatBool(s.DeferredRemoveEnabled)},
+		{"Deferred Deletion Enabled", strconv.FormatBool(s.DeferredDeleteEnabled)},
+		{"Deferred Deleted Device Count", strconv.Itoa(s.DeferredDeletedCount)},
+		{"Library Version", LibraryVersion},
+	}...)
+}
+
+// LibraryVersion stands where Moby reports libdevmapper's version.
+const LibraryVersion = "thinlayer (pure Go, no libdevmapper)"
+
+// Cleanup unmounts and deactivates everything and takes down the pool this
+// home owns; the home stays, for the next Init.
+func (d *driver) Cleanup() error {
+	err := d.ds.Shutdown()
+	mounts, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(d.home))
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
+	for _, m := range mounts { // deepest first
+		if uerr := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); uerr != nil && !errors.Is(uerr, unix.EINVAL) {
+			err = errors.Join(err, uerr)
+		}
+	}
+	return err
+}

@@ -1,0 +1,44 @@
+// Package keylock gives one mutex per key (a layer id), created on first
+// use and dropped when nobody holds or waits for it, so that operations on
+// different layers never wait for each other.
+package keylock
+
+import "sync"
+
+// Locks is a set of per-key mutexes. The zero value is ready to use.
+type Locks struct {
+	mu sync.Mutex
+	m  map[string]*entry
+}
+
+type entry struct {
+	sync.Mutex
+	refs int
+}
+
+// Lock locks key.
+func (l *Locks) Lock(key string) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = make(map[string]*entry)
+	}
+	e := l.m[key]
+	if e == nil {
+		e = &entry{}
+		l.m[key] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.Lock()
+}
+
+// Unlock unlocks key, which must be locked.
+func (l *Locks) Unlock(key string) {
+	l.mu.Lock()
+	e := l.m[key]
+	if e.refs--; e.refs == 0 {
+		delete(l.m, key)
+	}
+	l.mu.Unlock()
+	e.Unlock()
+}

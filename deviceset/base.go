@@ -30,7 +30,7 @@ func (ds *DeviceSet) setupBase() error {
 			return err
 		}
 		ds.txMu.Lock()
-		err = ds.deleteTx(info)
+		err = ds.deleteTx(info, false)
 		ds.txMu.Unlock()
 		if err != nil {
 			return fmt.Errorf("remove uninitialized base device: %w", err)

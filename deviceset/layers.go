@@ -124,18 +124,13 @@ func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
 	if err != nil {
 		return err
 	}
-	if ds.cfg.DoBlkDiscard {
-		if err := ds.discard(info); err != nil {
-			return fmt.Errorf("remove layer %q: %w", hash, err)
-		}
-	}
 	// Deferred removal only pays off together with deferred deletion;
 	// otherwise the pool's delete would just find the device still open.
 	if err := ds.deactivateMode(hash, ds.cfg.DeferredRemove && ds.cfg.DeferredDelete); err != nil {
 		return fmt.Errorf("remove layer %q: device %s is busy: %w", hash, ds.deviceName(hash), err)
 	}
 	ds.txMu.Lock()
-	err = ds.deleteTx(info)
+	err = ds.deleteTx(info, ds.cfg.DoBlkDiscard)
 	ds.txMu.Unlock()
 	if ds.deferDelete(err, syncDelete) {
 		ds.log.WithField("hash", hash).Debug("device busy: deletion deferred")
@@ -149,31 +144,43 @@ func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
 	return nil
 }
 
-// discard issues BLKDISCARD over the whole device — never while anything
-// has it open, as a mount elsewhere would lose its data.
-func (ds *DeviceSet) discard(info *DevInfo) error {
+// discard issues BLKDISCARD over the whole (inactive) device, so that a
+// loopback data file gets its space back: deleting a thin device frees its
+// blocks in the pool but tells the data device nothing (dm.blkdiscard).
+// A device that is still active is open somewhere — a mount elsewhere would
+// lose its data — and is left alone. It reports whether it discarded.
+func (ds *DeviceSet) discard(info *DevInfo) (bool, error) {
+	name := ds.deviceName(info.Hash)
+	if _, err := ds.dm.Info(name); err == nil {
+		return false, nil
+	}
 	dev, err := ds.activate(info)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if cur, err := ds.dm.Info(ds.deviceName(info.Hash)); err != nil || cur.OpenCount != 0 {
-		return nil
+	discarded, err := blkDiscard(dev, info.Size)
+	if rerr := ds.dm.Remove(name, udevFlags); rerr != nil {
+		err = errors.Join(err, rerr)
 	}
+	return discarded, err
+}
+
+func blkDiscard(dev string, size uint64) (bool, error) {
 	// O_EXCL: a mount that races us in gets EBUSY, and so do we.
 	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_CLOEXEC|unix.O_EXCL, 0)
 	if errors.Is(err, unix.EBUSY) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer f.Close()
-	rng := [2]uint64{0, info.Size}
+	rng := [2]uint64{0, size}
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&rng)))
 	if errno != 0 && errno != unix.EOPNOTSUPP {
-		return fmt.Errorf("discard %s: %w", dev, errno)
+		return true, fmt.Errorf("discard %s: %w", dev, errno)
 	}
-	return nil
+	return errno == 0, nil
 }
 
 // poolHasFreeSpace refuses new layers while the pool has less free data or

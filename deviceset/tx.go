@@ -97,9 +97,11 @@ func (ds *DeviceSet) abortCreate(t transaction) {
 	_ = ds.store.removeDevice(t.DeviceIDHash)
 }
 
-// deleteTx deletes a layer's thin device and DevInfo in one transaction.
-// Called with txMu held and the device inactive.
-func (ds *DeviceSet) deleteTx(info *DevInfo) error {
+// deleteTx deletes a layer's thin device and DevInfo in one transaction,
+// discarding its blocks first when asked. The discard destroys the layer's
+// data, so it comes after the intent: a crash from there on finishes the
+// delete at startup. Called with txMu held and the device inactive.
+func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool) error {
 	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash, DeviceID: info.DeviceID}
 	if err := faultPoint("delete.intent"); err != nil {
 		return err
@@ -107,15 +109,27 @@ func (ds *DeviceSet) deleteTx(info *DevInfo) error {
 	if err := ds.store.saveTransaction(t); err != nil {
 		return err
 	}
-	if err := faultPoint("delete.message"); err != nil {
-		return err
+	destroyed := false
+	var err error
+	if discard {
+		if err := faultPoint("delete.discard"); err != nil {
+			return err
+		}
+		destroyed, err = ds.discard(info)
 	}
-	err := ds.dm.DeleteThin(ds.pool.name, uint32(info.DeviceID))
+	if err == nil {
+		err = faultPoint("delete.message")
+	}
+	if err == nil {
+		err = ds.dm.DeleteThin(ds.pool.name, uint32(info.DeviceID))
+	}
 	if err != nil && !errors.Is(err, dm.ErrNoThinDevice) {
-		// Nothing changed in the pool: withdraw the intent, or startup
-		// would finish a delete the caller was told had failed.
-		t.OpenTransactionID = ds.txID
-		_ = ds.store.saveTransaction(t)
+		if !destroyed {
+			// The layer is whole: withdraw the intent, or startup
+			// would finish a delete the caller was told had failed.
+			t.OpenTransactionID = ds.txID
+			_ = ds.store.saveTransaction(t)
+		}
 		return err
 	}
 	return ds.commitTx(t, func() error { return ds.store.removeDevice(info.Hash) })

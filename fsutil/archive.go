@@ -180,10 +180,12 @@ func (ta *tarAppender) addFile(p, rel string, skipMissing bool) error {
 }
 
 func (ta *tarAppender) copyContent(p string, size int64) error {
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// unix.Open + os.NewFile: a blocking fd that skips the netpoller.
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("fsutil: tar %s: %w", p, err)
 	}
+	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
 	n, err := io.CopyBuffer(ta.tw, io.LimitReader(f, size), ta.buf)
 	if err != nil {

@@ -192,4 +192,3 @@ func thinCheck(t *testing.T, file string) {
 		t.Fatalf("thin_check %s: %v\n%s", file, err, out)
 	}
 }
-

@@ -12,8 +12,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(PKGS)
 
+# libdevmapper-dev: Moby's cgo driver, the peer in compat/ and bench/.
 deps:
-	@./scripts/install-deps.sh
+	@EXTRA_PACKAGES="libdevmapper-dev btrfs-progs" ./scripts/install-deps.sh
 
 vet:
 	$(GO) vet $(PKGS)
@@ -24,6 +25,7 @@ vet:
 # User-Mode Linux themselves when the host kernel has none (testutil.Main).
 test: deps build vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	cd compat && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

@@ -29,7 +29,7 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 				return "", err
 			}
 		}
-		return dm.DevicePath(name), ds.ensureNode(cur)
+		return dm.DevicePath(name), ds.dm.EnsureNode(cur)
 	}
 	if !errors.Is(err, dm.ErrNotFound) {
 		return "", err
@@ -44,16 +44,9 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 		return "", fmt.Errorf("activate layer %q (thin id %d): %w", info.Hash, info.DeviceID, err)
 	}
 	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "device_id": info.DeviceID}).Debug("activated")
-	return dm.DevicePath(name), ds.ensureNode(cur)
-}
-
-// ensureNode: under udev sync the node is udev's, made before the resume
-// returned; this only fills in where udev's rules did not make one.
-func (ds *DeviceSet) ensureNode(info dm.Info) error {
-	if _, err := os.Stat(info.Path()); err == nil {
-		return nil
-	}
-	return ds.dm.EnsureNode(info)
+	// A node left by someone else's deferred removal may name another
+	// device: EnsureNode checks the device number, not just the name.
+	return dm.DevicePath(name), ds.dm.EnsureNode(cur)
 }
 
 // deactivate removes the layer's thin device if active. With deferred
@@ -126,7 +119,8 @@ func (ds *DeviceSet) filesystemOf(dev string) (string, error) {
 	return fi.Type, err
 }
 
-// UnmountDevice unmounts path and deactivates the layer's device.
+// UnmountDevice unmounts path, removes the (now empty) mount point as Moby
+// does, and deactivates the layer's device.
 func (ds *DeviceSet) UnmountDevice(hash, path string) error {
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
@@ -136,6 +130,7 @@ func (ds *DeviceSet) UnmountDevice(hash, path string) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("unmount layer %q from %s: %w", hash, path, err)
 	}
+	_ = unix.Rmdir(path)
 	return ds.deactivate(hash)
 }
 

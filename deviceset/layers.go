@@ -52,7 +52,8 @@ func (ds *DeviceSet) AddDevice(hash, baseHash string, storageOpt map[string]stri
 	if err := ds.poolHasFreeSpace(); err != nil {
 		return fmt.Errorf("create layer %q: %w", hash, err)
 	}
-	info := &DevInfo{Hash: hash, Size: size, Initialized: true}
+	// Moby marks only the base initialized (it carries the mkfs); match it.
+	info := &DevInfo{Hash: hash, Size: size}
 	if err := ds.snapshot(info, parent); err != nil {
 		return fmt.Errorf("create layer %q: %w", hash, err)
 	}

@@ -146,15 +146,22 @@ func parseTargetVersions(out []byte) ([]TargetVersion, error) {
 		if off+recHeader > len(out) {
 			return nil, fmt.Errorf("list versions: truncated reply at %d", off)
 		}
-		next := le32(out[off:])
+		next := int(le32(out[off:]))
+		end := len(out)
+		if next != 0 {
+			if next < recHeader || off+next > len(out) {
+				return nil, fmt.Errorf("list versions: record at %d points outside the reply", off)
+			}
+			end = off + next
+		}
 		list = append(list, TargetVersion{
-			Name:    cString(out[off+recHeader:]),
+			Name:    cString(out[off+recHeader : end]),
 			Version: Version{le32(out[off+4:]), le32(out[off+8:]), le32(out[off+12:])},
 		})
 		if next == 0 {
 			return list, nil
 		}
-		off += int(next)
+		off += next
 	}
 }
 

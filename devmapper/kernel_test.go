@@ -153,6 +153,13 @@ func TestSnapshotOfActiveOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	origin := pool.Activate(t, pool.Name+"-origin", 1, thinSize)
+	poolInfo, err := c.Info(pool.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deps, err := c.Deps(origin.Name); err != nil || len(deps) != 1 || deps[0] != poolInfo.Dev() {
+		t.Fatalf("deps of a thin device: %v %v, want [%d] (the pool)", deps, err, poolInfo.Dev())
+	}
 	writeAt(t, origin.Path(), 4096, []byte("origin data"))
 	// An active origin must be suspended around create_snap so that its
 	// written blocks are in the snapshot; resume it whatever happens.
@@ -262,6 +269,12 @@ func TestRenameAndTable(t *testing.T) {
 	name := fmt.Sprintf("tltest-%d-err", os.Getpid())
 	if _, err := c.CreateAndLoad(name, "", []dm.TableLine{dm.Line(0, 2048, dm.ErrorTarget{})}, 0); err != nil {
 		t.Fatal(err)
+	}
+	if err := c.SetUUID(name, "TLTEST-UUID-"+name); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.Info(name); err != nil || info.UUID != "TLTEST-UUID-"+name {
+		t.Fatalf("uuid after SetUUID: %+v %v", info, err)
 	}
 	renamed := name + "-renamed"
 	if err := c.Rename(name, renamed); err != nil {

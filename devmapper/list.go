@@ -42,9 +42,16 @@ func parseNameList(out []byte) ([]Device, error) {
 		}
 		dev := le64(out[off:])
 		next := int(le32(out[off+8:]))
-		name := cString(out[off+recHeader:])
+		end := len(out)
+		if next != 0 {
+			if next < recHeader || off+next > len(out) {
+				return nil, fmt.Errorf("device list record at %d points to %d, outside the reply", off, off+next)
+			}
+			end = off + next
+		}
+		name := cString(out[off+recHeader : end])
 		d := Device{Name: name, Major: unix.Major(dev), Minor: unix.Minor(dev)}
-		d.UUID = nameListUUID(out, off+recHeader+len(name)+1, off+next, next == 0)
+		d.UUID = nameListUUID(out[:end], off+recHeader+len(name)+1)
 		devs = append(devs, d)
 		if next == 0 {
 			return devs, nil
@@ -53,18 +60,12 @@ func parseNameList(out []byte) ([]Device, error) {
 	}
 }
 
-// nameListUUID reads the optional uuid after a record's name; end bounds the
-// record (unknown for the last one).
-func nameListUUID(out []byte, afterName, end int, last bool) string {
+// nameListUUID reads the optional uuid after a record's name; rec ends
+// where the record does.
+func nameListUUID(rec []byte, afterName int) string {
 	p := align8(afterName)
-	if last {
-		end = len(out)
-	}
-	if p+8 > end || p+8 > len(out) {
+	if p+8 > len(rec) || le32(rec[p+4:])&unix.DM_NAME_LIST_FLAG_HAS_UUID == 0 {
 		return ""
 	}
-	if le32(out[p+4:])&unix.DM_NAME_LIST_FLAG_HAS_UUID == 0 {
-		return ""
-	}
-	return cString(out[p+8 : end])
+	return cString(rec[p+8:])
 }

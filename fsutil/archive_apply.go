@@ -48,7 +48,20 @@ func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err
 	if err != nil {
 		return 0, fmt.Errorf("fsutil: apply layer: open %s: %w", dir, err)
 	}
-	a := &applier{
+	a := newApplier(rootfd, opts)
+	defer a.close()
+	if err := a.run(layer); err != nil {
+		return 0, fmt.Errorf("fsutil: apply layer: %w", err)
+	}
+	return a.size, nil
+}
+
+// newApplier takes ownership of rootfd.
+func newApplier(rootfd int, opts ApplyOptions) *applier {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = defaultMaxEntries
+	}
+	return &applier{
 		root:    rootfd,
 		opts:    opts,
 		cacheFd: -1,
@@ -57,14 +70,6 @@ func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err
 		kept:    make(map[uint64]struct{}),
 		buf:     make([]byte, copyBufSize),
 	}
-	if a.opts.MaxEntries <= 0 {
-		a.opts.MaxEntries = defaultMaxEntries
-	}
-	defer a.close()
-	if err := a.run(layer); err != nil {
-		return 0, fmt.Errorf("fsutil: apply layer: %w", err)
-	}
-	return a.size, nil
 }
 
 // applier is the state of one ApplyLayer. Besides the directory times it
@@ -135,10 +140,12 @@ func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
 	}
 	dir, base := splitRel(rel)
 	switch {
+	case rel != whiteoutOpaque && strings.HasPrefix(rel, whiteoutMeta):
+		return nil // aufs metadata such as .wh..wh.plnk/<inode>
 	case base == whiteoutOpaque:
 		return a.opaque(dir)
-	case strings.HasPrefix(rel, whiteoutMeta), strings.HasPrefix(base, whiteoutMeta):
-		return nil // aufs metadata such as .wh..wh.plnk
+	case strings.HasPrefix(base, whiteoutMeta):
+		return nil
 	case strings.HasPrefix(base, whiteoutPrefix):
 		return a.whiteout(dir, base[len(whiteoutPrefix):])
 	}

@@ -90,7 +90,9 @@ func hostileRoutes(base string) []route {
 	evil := te{name: "x", body: "pwned", mode: 0o777, uid: 1234,
 		pax: map[string]string{"SCHILY.xattr.user.evil": "1", "SCHILY.xattr.security.capability": capV2()}}
 	with := func(name string) te { e := evil; e.name = name; return e }
-	link := func(name, target string) te { return te{name: name, typ: tar.TypeLink, link: target, mode: 0o777, uid: 1234} }
+	link := func(name, target string) te {
+		return te{name: name, typ: tar.TypeLink, link: target, mode: 0o777, uid: 1234}
+	}
 	sym := func(name, target string) te { return te{name: name, typ: tar.TypeSymlink, link: target} }
 	dir := func(name string) te { return te{name: name, typ: tar.TypeDir, mode: 0o777, uid: 1234} }
 	return []route{

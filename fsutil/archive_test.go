@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -317,5 +318,30 @@ func TestApplyNoLchownAndHardlinkTimes(t *testing.T) {
 	must(t, unix.Lstat(filepath.Join(dst, "b"), &st))
 	if int(st.Uid) != os.Geteuid() || st.Nlink != 2 || st.Mode&0o7777 != 0o640 || st.Mtim.Sec != 1700000000 {
 		t.Errorf("b: %+v", st)
+	}
+}
+
+// A tar of many small files keeps no per-entry state when they land in a
+// directory the tar itself created.
+func TestApplyStateBounded(t *testing.T) {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Name: "bomb/", Typeflag: tar.TypeDir, Mode: 0o755})
+		for i := 0; i < 5000 && err == nil; i++ {
+			err = tw.WriteHeader(&tar.Header{Name: "bomb/f" + strconv.Itoa(i), Typeflag: tar.TypeReg, Mode: 0o644})
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	rootfd, err := unix.Open(t.TempDir(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	must(t, err)
+	a := newApplier(rootfd, ApplyOptions{NoLchown: true})
+	defer a.close()
+	must(t, a.run(pr))
+	if a.entries != 5001 || len(a.kept) > 1 || len(a.fresh) > 1 || len(a.dirs) > 1 {
+		t.Errorf("entries %d, state: kept %d fresh %d dirs %d", a.entries, len(a.kept), len(a.fresh), len(a.dirs))
 	}
 }

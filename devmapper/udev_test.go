@@ -4,57 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/testutil"
 )
 
-const udevd = "/lib/systemd/systemd-udevd"
-
-// startUdevd runs systemd-udevd for the rest of the test. Only inside the
-// harness's own kernel: on a real host udev is the system's business.
-func startUdevd(t *testing.T) {
-	t.Helper()
-	if !testutil.InUML() {
-		if dm.UdevRunning() {
-			return
-		}
-		t.Skip("udevd not running on this host; the UML harness tests the udev path")
-	}
-	if _, err := os.Stat(udevd); err != nil {
-		if os.Getenv(testutil.EnvRequireKernel) == "1" {
-			t.Fatalf("udev not installed (%v): apt-get install udev", err)
-		}
-		t.Skipf("udev not installed: %v", err)
-	}
-	if err := os.MkdirAll("/run/udev", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(udevd)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		_ = os.RemoveAll("/run/udev")
-	})
-	for deadline := time.Now().Add(10 * time.Second); !dm.UdevRunning(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("udevd did not create its control socket")
-		}
-	}
-}
-
 // With udevd running, Open picks udev sync: udev's rules make and remove the
 // /dev/mapper links and complete our cookies, and our calls return only then.
 func TestUdevSync(t *testing.T) {
 	testutil.RequireKernel(t)
-	startUdevd(t)
+	testutil.StartUdevd(t)
 	c := open(t)
 	if c.UdevMode() != dm.UdevSync {
 		t.Fatalf("udev mode %v with udevd running", c.UdevMode())

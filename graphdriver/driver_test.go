@@ -312,3 +312,34 @@ func TestInvalidIDs(t *testing.T) {
 	}
 	var _ io.Reader
 }
+
+// With udevd running the driver waits for udev through cookies, and the
+// /dev/mapper links are udev's.
+func TestLifecycleUnderUdev(t *testing.T) {
+	testutil.RequireKernel(t)
+	testutil.StartUdevd(t)
+	home := t.TempDir()
+	d := newDriver(t, home, testOptions("ext4"))
+	if statusRow(d, "Udev Sync Supported") != "true" {
+		t.Fatalf("Udev Sync Supported = %s with udevd running", statusRow(d, "Udev Sync Supported"))
+	}
+	mustCreate(t, d, "u1", "")
+	writeFile(t, get(t, d, "u1")+"/f", "under udev", 0o644, 0, 0)
+	m, err := d.GetMetadata("u1")
+	must(t, err)
+	link, err := os.Readlink("/dev/mapper/" + m["DeviceName"])
+	if err != nil || !strings.HasPrefix(link, "../dm-") {
+		t.Fatalf("/dev/mapper/%s is not udev's link: %q %v", m["DeviceName"], link, err)
+	}
+	put(t, d, "u1")
+	if _, err := os.Lstat("/dev/mapper/" + m["DeviceName"]); !os.IsNotExist(err) {
+		t.Fatalf("udev link left after Put: %v", err)
+	}
+	mustCreate(t, d, "u2", "u1")
+	if b, err := os.ReadFile(get(t, d, "u2") + "/f"); err != nil || string(b) != "under udev" {
+		t.Fatalf("snapshot reads %q %v", b, err)
+	}
+	put(t, d, "u2")
+	must(t, d.Remove("u2"))
+	must(t, d.Remove("u1"))
+}

@@ -1,6 +1,7 @@
 package devmapper
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -141,16 +142,25 @@ func (c *Control) Suspend(name string, flags SuspendFlags) error {
 // Resume makes a loaded table live and restarts I/O. udevFlags go to udev's
 // rules with the change event (see Udev*Flag).
 func (c *Control) Resume(name string, udevFlags uint16) error {
-	return c.withCookie("resume", name, unix.DM_DEV_SUSPEND, udevFlags, nil)
+	err := c.withCookie("resume", name, unix.DM_DEV_SUSPEND, udevFlags, nil)
+	if errors.Is(err, errUdevTimeout) {
+		// udev missed the event: do what its rules would have done.
+		var info Info
+		if info, err = c.Info(name); err == nil {
+			err = c.EnsureNode(info)
+		}
+	}
+	return err
 }
 
 // Remove removes a device (and its node). A device still open gives an error
 // matching ErrBusy and unix.EBUSY.
 func (c *Control) Remove(name string, udevFlags uint16) error {
-	if err := c.withCookie("remove", name, unix.DM_DEV_REMOVE, udevFlags, nil); err != nil {
+	err := c.withCookie("remove", name, unix.DM_DEV_REMOVE, udevFlags, nil)
+	if err != nil && !errors.Is(err, errUdevTimeout) {
 		return err
 	}
-	if c.udev == UdevOff {
+	if c.udev == UdevOff || err != nil {
 		return wrap("remove", name, removeNode(name))
 	}
 	return nil
@@ -164,14 +174,15 @@ func (c *Control) RemoveDeferred(name string, udevFlags uint16) (deferred bool, 
 		r.header().Flags |= unix.DM_DEFERRED_REMOVE
 		return nil
 	})
-	if err != nil {
+	timedOut := errors.Is(err, errUdevTimeout)
+	if err != nil && !timedOut {
 		return false, err
 	}
 	exists, err := c.Exists(name)
 	if err != nil || exists {
 		return exists, err
 	}
-	if c.udev == UdevOff {
+	if c.udev == UdevOff || timedOut {
 		return false, wrap("deferred remove", name, removeNode(name))
 	}
 	return false, nil
@@ -193,7 +204,7 @@ func (c *Control) Rename(name, newName string) error {
 		r.putString(newName)
 		return nil
 	})
-	if err == nil && c.udev == UdevOff {
+	if errors.Is(err, errUdevTimeout) || (err == nil && c.udev == UdevOff) {
 		err = wrap("rename", name, renameNode(name, newName))
 	}
 	return err
@@ -281,6 +292,11 @@ func (c *Control) Message(name string, sector Sectors, msg string) (string, erro
 	return strings.TrimRight(cString(r.output()), "\n"), nil
 }
 
+// errUdevTimeout: the op itself succeeded, but udev did not report back in
+// time (an event lost while udevd was starting, or rules missing); callers
+// then make or remove the node themselves, as libdevmapper's fallback does.
+var errUdevTimeout = errors.New("udev did not complete the event")
+
 // withCookie runs an op that makes the kernel send a uevent. With udev it
 // passes a cookie and waits for udev's rules to finish with the device node.
 func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fill func(*request) error) error {
@@ -307,7 +323,13 @@ func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fil
 		ck.release()
 		return err
 	}
-	return wrap(op, name, ck.wait(UdevWaitTimeout))
+	if err := ck.wait(UdevWaitTimeout); err != nil {
+		if errors.Is(err, unix.ETIMEDOUT) {
+			return fmt.Errorf("%w: %v", errUdevTimeout, err)
+		}
+		return wrap(op, name, err)
+	}
+	return nil
 }
 
 func putLE64(b []byte, v uint64) {

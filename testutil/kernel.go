@@ -82,7 +82,11 @@ func RequiresRoot(t testing.TB) {
 func RequireKernel(t testing.TB) {
 	t.Helper()
 	if err := KernelUsable(); err != nil {
-		skipOrFail(t, "test requires device-mapper thin provisioning: "+err.Error())
+		reason := "test requires device-mapper thin provisioning: " + err.Error()
+		if umlUnavailable != nil {
+			reason += "; no User-Mode Linux either: " + umlUnavailable.Error()
+		}
+		skipOrFail(t, reason)
 	}
 }
 

@@ -38,10 +38,15 @@ func StartUdevd(t testing.TB) {
 		_ = cmd.Wait()
 		_ = os.RemoveAll("/run/udev")
 	})
-	// udevd makes its control socket once it is ready for events.
-	for deadline := time.Now().Add(10 * time.Second); !dm.UdevRunning(); time.Sleep(20 * time.Millisecond) {
+	// The control socket appears before udevd listens for kernel events;
+	// an event sent in between is lost. A ping answered means the event
+	// loop runs.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if dm.UdevRunning() && exec.Command("udevadm", "control", "--ping", "-t", "5").Run() == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("udevd did not create its control socket")
+			t.Fatal("udevd did not come up")
 		}
 	}
 }

@@ -45,12 +45,19 @@ func Main(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	kernel, err := umlKernel()
+	if err == nil && raceEnabled {
+		err = errors.New("a -race binary cannot run in UML (ThreadSanitizer needs a 47-bit address space): run kernel tests without -race")
+	}
 	if err != nil {
+		umlUnavailable = err
 		fmt.Fprintf(os.Stderr, "testutil: no dm-thin here (%v) and no UML (%v): kernel tests will skip\n", KernelUsable(), err)
 		os.Exit(m.Run())
 	}
 	os.Exit(runInUML(kernel))
 }
+
+// umlUnavailable says why Main did not boot UML, for RequireKernel's message.
+var umlUnavailable error
 
 // hostOnlyRun is true for runs that need no kernel: listing tests, and the
 // fuzzing engine with its workers.

@@ -18,7 +18,12 @@ import (
 	"github.com/thinlayer/thinlayer/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	if home := os.Getenv(envCrashHome); home != "" {
+		crashChild(home)
+	}
+	testutil.Main(m)
+}
 
 // makeBase fills a layer with entries of several kinds, modes and owners.
 func makeBase(t *testing.T, root string) {

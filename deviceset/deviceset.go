@@ -53,8 +53,8 @@ type DeviceSet struct {
 // New opens (or makes) the home: takes its lock, finds or creates the pool,
 // finishes or undoes an interrupted transaction, and checks or creates the
 // base device.
-func New(home string, cfg Config) (ds *DeviceSet, err error) {
-	ds = &DeviceSet{
+func New(home string, cfg Config) (_ *DeviceSet, err error) {
+	ds := &DeviceSet{
 		home:    home,
 		cfg:     cfg,
 		log:     logrus.WithField("storage-driver", "devicemapper"),

@@ -18,7 +18,16 @@ func (ds *DeviceSet) settleTransaction() error {
 	}
 	log := ds.log.WithFields(logrus.Fields{"hash": t.DeviceIDHash, "device_id": t.DeviceID, "transaction": t.OpenTransactionID})
 	log.Info("settling interrupted pool transaction")
-	if err := ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID)); err != nil && !errors.Is(err, dm.ErrNoThinDevice) {
+	// Ids are tried before they are known free (the pool's EEXIST says
+	// which are taken), so a create may have died holding an id another
+	// layer owns: that device is not the transaction's to delete.
+	owner, owned, err := ds.idOwner(t.DeviceID, t.DeviceIDHash)
+	if err != nil {
+		return fmt.Errorf("settle transaction %d: %w", t.OpenTransactionID, err)
+	}
+	if owned {
+		log.WithField("owner", owner).Info("thin id belongs to another layer; not deleting it")
+	} else if err := ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID)); err != nil && !errors.Is(err, dm.ErrNoThinDevice) {
 		return fmt.Errorf("settle transaction %d: %w", t.OpenTransactionID, err)
 	}
 	if err := ds.store.removeDevice(t.DeviceIDHash); err != nil {
@@ -30,6 +39,28 @@ func (ds *DeviceSet) settleTransaction() error {
 	}
 	ds.txID = t.OpenTransactionID
 	return nil
+}
+
+// idOwner finds the layer other than except whose DevInfo names thin id
+// id. It reads every DevInfo: only done when settling a crash.
+func (ds *DeviceSet) idOwner(id int, except string) (string, bool, error) {
+	hashes, err := ds.store.listDevices()
+	if err != nil {
+		return "", false, err
+	}
+	for _, h := range hashes {
+		if h == except {
+			continue
+		}
+		info, err := ds.store.loadDevice(h)
+		if err != nil {
+			continue // a corrupt DevInfo names nothing we can trust
+		}
+		if info.DeviceID == id {
+			return h, true, nil
+		}
+	}
+	return "", false, nil
 }
 
 // poolOp is the pool message a transaction sends for thin id id.

@@ -36,6 +36,9 @@ const (
 
 var crashOps = map[string][]string{
 	"create": {"create.intent", "create.message", "tx.metadata", "tx.commit"},
+	// The home's next_device_id is stale (as after a crash): the first id
+	// tried belongs to another layer, and the create dies holding it.
+	"create-stale-id": {"create.message"},
 	"remove": {"deactivate", "delete.intent", "delete.discard", "delete.message", "tx.metadata", "tx.commit"},
 }
 
@@ -45,7 +48,7 @@ func crashChild(home string) {
 	d, err := gd.Init(home, crashOptions(), gd.IdentityMapping{})
 	if err == nil {
 		switch os.Getenv(envCrashOp) {
-		case "create":
+		case "create", "create-stale-id":
 			err = d.Create("victim", "keep", nil)
 		case "remove":
 			err = d.Remove("victim")
@@ -61,7 +64,7 @@ func crashOptions() []string {
 
 func TestCrashDuringCreateAndRemove(t *testing.T) {
 	walked := 0
-	for _, op := range []string{"create", "remove"} {
+	for _, op := range []string{"create", "create-stale-id", "remove"} {
 		for _, point := range crashOps[op] {
 			t.Run(op+"@"+point, func(t *testing.T) {
 				crashAt(t, op, point)
@@ -84,6 +87,9 @@ func crashAt(t *testing.T, op, point string) {
 	keepTree := treeOf(t, get(t, d, "keep"))
 	put(t, d, "keep")
 	must(t, d.Cleanup())
+	if op == "create-stale-id" {
+		staleNextID(t, home)
+	}
 
 	runChildUntilKilled(t, home, op, point)
 
@@ -102,6 +108,20 @@ func crashAt(t *testing.T, op, point string) {
 	checkNoMountsUnder(t, home)
 	must(t, d2.Cleanup())
 	thinCheck(t, filepath.Join(home, "devicemapper", "metadata"))
+}
+
+// staleNextID rewinds the home's next_device_id so the next id tried is
+// the base device's.
+func staleNextID(t *testing.T, home string) {
+	p := filepath.Join(home, "metadata", "deviceset-metadata")
+	b, err := os.ReadFile(p)
+	must(t, err)
+	var m map[string]any
+	must(t, json.Unmarshal(b, &m))
+	m["next_device_id"] = 0
+	b, err = json.Marshal(m)
+	must(t, err)
+	must(t, os.WriteFile(p, b, 0o600))
 }
 
 func runChildUntilKilled(t *testing.T, home, op, point string) {

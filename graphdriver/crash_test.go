@@ -39,7 +39,7 @@ var crashOps = map[string][]string{
 	// The home's next_device_id is stale (as after a crash): the first id
 	// tried belongs to another layer, and the create dies holding it.
 	"create-stale-id": {"create.message"},
-	"remove": {"deactivate", "delete.intent", "delete.discard", "delete.message", "tx.metadata", "tx.commit"},
+	"remove":          {"deactivate", "delete.intent", "delete.discard", "delete.message", "tx.metadata", "tx.commit"},
 }
 
 // crashChild is the child's side, run from TestMain instead of the tests:

@@ -191,3 +191,17 @@ func TestApplyDiffRejectsEscapes(t *testing.T) {
 		}
 	}
 }
+
+// Two drivers on one home would be two writers of one pool: the second Init
+// is refused while the first holds the home.
+func TestHomeLock(t *testing.T) {
+	home := t.TempDir()
+	d := newDriver(t, home, testOptions("ext4"))
+	_, err := gd.Init(home, testOptions("ext4"), gd.IdentityMapping{})
+	if !errors.Is(err, deviceset.ErrHomeLocked) {
+		t.Fatalf("second Init on a home in use: %v, want ErrHomeLocked", err)
+	}
+	must(t, d.Cleanup())
+	d2 := newDriver(t, home, testOptions("ext4"))
+	must(t, d2.Cleanup())
+}

@@ -78,6 +78,9 @@ func New(home string, cfg Config) (_ *DeviceSet, err error) {
 	if ds.prefix, err = devicePrefix(home); err != nil {
 		return nil, err
 	}
+	if err := ds.setupDirectLVM(); err != nil {
+		return nil, err
+	}
 	if ds.pool, err = ds.openPool(); err != nil {
 		return nil, err
 	}

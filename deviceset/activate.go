@@ -92,7 +92,7 @@ func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
 		err = faultPoint("mount")
 	}
 	if err == nil {
-		err = fsutil.MountLayer(dev, path, fsType, ds.cfg.MountOptions, mountLabel)
+		err = fsutil.MountLayer(dev, path, fsType, ds.mountOptions(), mountLabel)
 	}
 	if err == nil && fsType == "xfs" && ds.cfg.XFSNoSpaceMaxRetries != "" {
 		if err = ds.setXFSNoSpaceRetries(dev); err != nil {
@@ -104,6 +104,18 @@ func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
 		return fmt.Errorf("mount layer %q on %s: %w", hash, path, err)
 	}
 	return nil
+}
+
+// mountOptions are dm.mountopt, plus ro for a read-only home (its pool
+// and devices refuse writes anyway; this makes the filesystem say so).
+func (ds *DeviceSet) mountOptions() string {
+	if !ds.ro {
+		return ds.cfg.MountOptions
+	}
+	if ds.cfg.MountOptions == "" {
+		return "ro"
+	}
+	return ds.cfg.MountOptions + ",ro"
 }
 
 // filesystemOf is the base's filesystem (all layers share it), probed from

@@ -22,6 +22,8 @@ var (
 	ErrExists     = errors.New("layer already exists")
 	ErrHomeLocked = errors.New("home is in use by another process")
 	ErrDeleted    = errors.New("layer is marked for deferred deletion")
+	ErrReadOnly   = errors.New("home opened read-only")
+	ErrNotHome    = errors.New("not a devicemapper home")
 )
 
 // DeviceSet is the set of thin devices of one home. Its methods are safe for
@@ -34,7 +36,12 @@ type DeviceSet struct {
 	prefix string
 	pool   *pool
 	store  store
-	lockF  *os.File // flock on the home: one writer per home
+	lockF  *os.File // flock on the home directory: one writer per home
+	ro     bool     // opened with OpenOptions.ReadOnly
+
+	// openTx is an interrupted transaction a read-only open found and
+	// left alone (nil when none).
+	openTx *Transaction
 
 	layers keylock.Locks // per hash
 
@@ -50,18 +57,32 @@ type DeviceSet struct {
 	shutdown sync.Once
 }
 
+// OpenOptions modify Open.
+type OpenOptions struct {
+	// ReadOnly opens a home to look at it: no file under the home is
+	// written, nothing is created, an interrupted transaction is reported
+	// (OpenTransaction) instead of settled, and layers can be mounted
+	// read-only but not created or removed. A pool that is not active is
+	// brought up for the look and taken down at Shutdown.
+	ReadOnly bool
+}
+
 // New opens (or makes) the home: takes its lock, finds or creates the pool,
 // finishes or undoes an interrupted transaction, and checks or creates the
 // base device.
-func New(home string, cfg Config) (_ *DeviceSet, err error) {
+func New(home string, cfg Config) (*DeviceSet, error) { return Open(home, cfg, OpenOptions{}) }
+
+// Open is New with options.
+func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 	ds := &DeviceSet{
 		home:    home,
 		cfg:     cfg,
+		ro:      opts.ReadOnly,
 		log:     logrus.WithField("storage-driver", "devicemapper"),
 		store:   store{dir: filepath.Join(home, "metadata")},
 		devices: make(map[string]*DevInfo),
 	}
-	if err := os.MkdirAll(ds.store.dir, 0o700); err != nil {
+	if err := ds.makeHome(); err != nil {
 		return nil, err
 	}
 	if err := ds.lockHome(); err != nil {
@@ -88,6 +109,9 @@ func New(home string, cfg Config) (_ *DeviceSet, err error) {
 		ds.undoPool()
 		return nil, err
 	}
+	if ds.ro {
+		return ds, nil
+	}
 	if err := ds.setupBase(); err != nil {
 		ds.undoPool()
 		return nil, err
@@ -98,12 +122,32 @@ func New(home string, cfg Config) (_ *DeviceSet, err error) {
 	return ds, nil
 }
 
+// makeHome creates the metadata directory; a read-only open wants it there.
+func (ds *DeviceSet) makeHome() error {
+	if !ds.ro {
+		return os.MkdirAll(ds.store.dir, 0o700)
+	}
+	if fi, err := os.Stat(ds.store.dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: %s has no metadata directory", ErrNotHome, ds.home)
+	}
+	return nil
+}
+
+// ReadOnly reports whether the home was opened read-only.
+func (ds *DeviceSet) ReadOnly() bool { return ds.ro }
+
+// lockHome flocks the home directory itself (no lock file to leave in a
+// home Moby may open): exclusive for a writer, shared for readers.
 func (ds *DeviceSet) lockHome() error {
-	f, err := os.OpenFile(filepath.Join(ds.home, ".thinlayer.lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	f, err := os.Open(ds.home)
 	if err != nil {
 		return err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	how := unix.LOCK_EX
+	if ds.ro {
+		how = unix.LOCK_SH
+	}
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return fmt.Errorf("%w: %s", ErrHomeLocked, ds.home)
@@ -141,7 +185,12 @@ func (ds *DeviceSet) initMetadata() error {
 		return fmt.Errorf("thin pool %s has failed: run thin_check on its metadata", ds.pool.name)
 	}
 	ds.txID = st.TransactionID
-	if err := ds.settleTransaction(); err != nil {
+	if ds.ro {
+		err = ds.findOpenTransaction()
+	} else {
+		err = ds.settleTransaction()
+	}
+	if err != nil {
 		return err
 	}
 	if ds.meta, err = ds.store.loadSetMetadata(); err != nil {
@@ -228,17 +277,32 @@ func (ds *DeviceSet) Shutdown() (err error) {
 	return err
 }
 
+// Release lets go of the home (its lock, the control node) and leaves
+// everything active as it is: for a tool whose mount outlives it.
+func (ds *DeviceSet) Release() {
+	ds.shutdown.Do(func() {
+		if ds.deleter != nil {
+			ds.deleter.close()
+		}
+		ds.close()
+	})
+}
+
 func (ds *DeviceSet) doShutdown() error {
 	var errs []error
 	if ds.deleter != nil {
 		ds.deleter.close()
 	}
-	ds.txMu.Lock()
-	ds.meta.NextDeviceID = ds.nextID
-	errs = append(errs, ds.store.saveSetMetadata(ds.meta))
-	ds.txMu.Unlock()
+	if !ds.ro {
+		ds.txMu.Lock()
+		ds.meta.NextDeviceID = ds.nextID
+		errs = append(errs, ds.store.saveSetMetadata(ds.meta))
+		ds.txMu.Unlock()
+	}
 	errs = append(errs, ds.deactivateAll())
-	errs = append(errs, ds.removePool())
+	if !ds.ro || ds.pool.created {
+		errs = append(errs, ds.removePool())
+	}
 	ds.close()
 	return errors.Join(errs...)
 }

@@ -111,6 +111,13 @@ func writeLVMSetup(home string, s lvmSetup) error {
 // setupDirectLVM runs direct-lvm mode's setup when the options ask for it
 // and points the DeviceSet at the LVM pool, as Moby's initDevmapper does.
 func (ds *DeviceSet) setupDirectLVM() error {
+	if ds.ro { // look, don't set up: a home set up before names its pool
+		prev, err := readLVMSetup(ds.home)
+		if err == nil && (prev.Device != "" || ds.cfg.DirectLVM.Device != "") {
+			ds.cfg.ThinPoolDevice = lvmPoolDevice
+		}
+		return err
+	}
 	l := directLVM{home: ds.home, cfg: ds.cfg.DirectLVM, log: ds.log, udev: dm.UdevRunning(),
 		exec: execTool, lookPath: exec.LookPath}
 	pool, err := l.setup()

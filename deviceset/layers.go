@@ -19,6 +19,9 @@ import (
 // AddDevice creates layer hash as a snapshot of baseHash ("" is the base
 // device). storageOpt may hold "size" to make it larger than its parent.
 func (ds *DeviceSet) AddDevice(hash, baseHash string, storageOpt map[string]string) error {
+	if ds.ro {
+		return fmt.Errorf("create layer %q: %w", hash, ErrReadOnly)
+	}
 	if hash == baseHash {
 		return fmt.Errorf("create layer %q: parent is the layer itself", hash)
 	}
@@ -119,6 +122,9 @@ func (ds *DeviceSet) snapshot(info, parent *DevInfo) error {
 // With deferred deletion (and not syncDelete) a device still open elsewhere
 // is marked deleted instead, and removed by the worker once closed.
 func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
+	if ds.ro {
+		return fmt.Errorf("remove layer %q: %w", hash, ErrReadOnly)
+	}
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
 	info, err := ds.lookup(hash)

@@ -23,7 +23,6 @@ type pool struct {
 	name         string // device-mapper name
 	dev          string // "major:minor", what thin tables name
 	created      bool   // this DeviceSet made it (and takes it down at Shutdown)
-	freshHome    bool   // the loopback files were created just now
 	dataFile     string // loopback file, if any
 	metadataFile string
 	dataDev      string // the device under the pool: /dev/loopN or the user's
@@ -119,6 +118,7 @@ func (ds *DeviceSet) createPool(p *pool) (dm.Info, error) {
 		DataBlockSize:    dm.BytesToSectors(uint64(ds.cfg.BlockSize)),
 		LowWaterMark:     poolLowWaterMark,
 		SkipBlockZeroing: true,
+		ReadOnly:         ds.ro, // the kernel then changes nothing in the metadata
 	}
 	info, err := ds.dm.CreateAndLoad(p.name, "", []dm.TableLine{dm.Line(0, dm.BytesToSectors(size), table)}, 0)
 	if err != nil {
@@ -159,25 +159,32 @@ func (b *backing) size() (uint64, error) {
 // poolBacking opens the user's device, or attaches (creating or growing) the
 // home's sparse loopback file.
 func (ds *DeviceSet) poolBacking(p *pool, name, device string, size int64, file *string) (*backing, error) {
+	flags := os.O_RDWR
+	if ds.ro {
+		flags = os.O_RDONLY
+	}
 	if device != "" {
-		f, err := os.OpenFile(device, os.O_RDWR, 0)
+		f, err := os.OpenFile(device, flags, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open %s device: %w", name, err)
 		}
 		return &backing{path: device, f: f}, nil
 	}
 	dir := filepath.Join(ds.home, "devicemapper")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	path := filepath.Join(dir, name)
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		p.freshHome = true
+	if ds.ro {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("%w: no pool is active and %v", ErrNotHome, err)
+		}
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := ensureImage(path, size); err != nil {
+			return nil, err
+		}
 	}
-	if err := ensureImage(path, size); err != nil {
-		return nil, err
-	}
-	loop, err := loopback.Attach(path, loopback.Options{AutoClear: true})
+	loop, err := loopback.Attach(path, loopback.Options{AutoClear: true, ReadOnly: ds.ro})
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,28 @@ func (ds *DeviceSet) idOwner(id int, except string) (string, bool, error) {
 	return "", false, nil
 }
 
+// Transaction is the intent record: an open one (ID above the pool's
+// transaction id) is a pool change a crash interrupted.
+type Transaction struct {
+	ID       uint64 // the open transaction id
+	Hash     string // the layer it changes
+	DeviceID int    // the thin id it creates or deletes
+}
+
+// findOpenTransaction notes an interrupted transaction without touching it
+// (read-only opens).
+func (ds *DeviceSet) findOpenTransaction() error {
+	t, ok, err := ds.store.loadTransaction()
+	if err == nil && ok && t.OpenTransactionID > ds.txID {
+		ds.openTx = &Transaction{ID: t.OpenTransactionID, Hash: t.DeviceIDHash, DeviceID: t.DeviceID}
+	}
+	return err
+}
+
+// OpenTransaction returns the interrupted transaction a read-only open
+// found, or nil. A read-write open settles it instead.
+func (ds *DeviceSet) OpenTransaction() *Transaction { return ds.openTx }
+
 // poolOp is the pool message a transaction sends for thin id id.
 type poolOp func(id uint32) error
 

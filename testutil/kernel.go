@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/uml"
 )
 
 // Environment variables.
@@ -28,7 +29,7 @@ const (
 	// EnvNoUML=1 stops Main from booting User-Mode Linux.
 	EnvNoUML = "THINLAYER_NO_UML"
 	// EnvInKernel is set to "uml" inside the UML guest.
-	EnvInKernel = "THINLAYER_IN_KERNEL"
+	EnvInKernel = uml.EnvInKernel
 )
 
 var (
@@ -66,7 +67,7 @@ func probeKernel() error {
 }
 
 // InUML reports whether this process runs inside the harness's UML guest.
-func InUML() bool { return os.Getenv(EnvInKernel) == "uml" }
+func InUML() bool { return uml.InGuest() }
 
 // RequiresRoot skips (or fails, under THINLAYER_REQUIRE_KERNEL=1) a test
 // that needs root.

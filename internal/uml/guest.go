@@ -1,4 +1,4 @@
-package testutil
+package uml
 
 import (
 	"encoding/json"
@@ -33,6 +33,15 @@ var guestModules = []struct {
 // hostfs is slow and loop devices over it misbehave.
 const GuestTmpDir = "/run/thinlayer/tmp"
 
+// InitIfGuest turns this process into the guest's init when it was booted
+// as one (PID 1 with the job on the kernel command line), and never returns
+// then. Call it before anything else in main or TestMain.
+func InitIfGuest() {
+	if os.Getpid() == 1 && os.Getenv(envJob) != "" {
+		guestInit(os.Getenv(envJob))
+	}
+}
+
 func guestInit(jobDir string) {
 	rc := 125
 	defer func() {
@@ -43,7 +52,7 @@ func guestInit(jobDir string) {
 	}()
 	out := guestOutput()
 	if err := guestSetup(); err != nil {
-		fmt.Fprintf(out, "testutil: UML guest setup: %v\n", err)
+		fmt.Fprintf(out, "uml: UML guest setup: %v\n", err)
 		return
 	}
 	rc = guestRun(jobDir, out)
@@ -88,7 +97,7 @@ func loadModules() error {
 	if err := unix.Uname(&uts); err != nil {
 		return err
 	}
-	base := filepath.Join(umlModulesDir, unix.ByteSliceToString(uts.Release[:]), "kernel")
+	base := filepath.Join(modulesDir, unix.ByteSliceToString(uts.Release[:]), "kernel")
 	for _, m := range guestModules {
 		err := insmod(filepath.Join(base, m.path+".ko"))
 		if err != nil && !(m.optional && errors.Is(err, os.ErrNotExist)) {
@@ -117,7 +126,7 @@ func guestRun(jobDir string, out *os.File) int {
 		err = json.Unmarshal(b, &j)
 	}
 	if err != nil {
-		fmt.Fprintf(out, "testutil: read job: %v\n", err)
+		fmt.Fprintf(out, "uml: read job: %v\n", err)
 		return 125
 	}
 	cmd := exec.Command(j.Exe, j.Args...)
@@ -131,13 +140,13 @@ func guestRun(jobDir string, out *os.File) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ee.ExitCode() < 0 {
-			fmt.Fprintf(out, "testutil: tests died: %v\n", err)
+			fmt.Fprintf(out, "uml: tests died: %v\n", err)
 			return 126
 		}
 		return ee.ExitCode()
 	}
 	if err != nil {
-		fmt.Fprintf(out, "testutil: run tests: %v\n", err)
+		fmt.Fprintf(out, "uml: run tests: %v\n", err)
 		return 125
 	}
 	return 0

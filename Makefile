@@ -5,7 +5,7 @@ export THINLAYER_REQUIRE_KERNEL
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit vet fuzz bench clean
+.PHONY: all build deps test unit vet fuzz bench clean demo
 
 all: build
 
@@ -37,8 +37,17 @@ test: deps build vet
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
+# thinlayer against Moby's devicemapper driver and the floor, in the test
+# harness's kernel, without and with udev: prints the tables of
+# docs/benchmarks.md (raw output in bench/out). Knobs: see scripts/bench.sh.
 bench: deps
-	$(GO) test -run XXX -bench . -benchmem $(PKGS)
+	./scripts/bench.sh
+
+# The thinlayer command's tour in a throwaway loop-backed home, in a real
+# kernel: User-Mode Linux where the host's has no dm-thin (docs/cli.md).
+demo: deps
+	CGO_ENABLED=0 $(GO) build -o bin/thinlayer ./cmd/thinlayer
+	./bin/thinlayer demo
 
 clean:
 	rm -rf bin

@@ -19,19 +19,23 @@ import (
 const udevFlags = dm.UdevDisableDiskRulesFlag | dm.UdevDisableOtherRulesFlag
 
 // activate makes the layer's thin device active (if it isn't) and returns
-// its node. A scheduled deferred removal is cancelled instead.
+// its node. A scheduled deferred removal is cancelled instead. A thin id
+// another layer's DevInfo names too is not activated: two devices on one
+// thin id would be one filesystem mounted twice.
 func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	name := ds.deviceName(info.Hash)
+	if info.Hash != "" { // the base is checked at Init, before the index
+		if other, shared := ds.index().other(info.DeviceID, info.Hash); shared {
+			return "", fmt.Errorf("activate layer %q: %w: thin id %d is also named by layer %q; remove one of them",
+				info.Hash, ErrCorruptMetadata, info.DeviceID, other)
+		}
+	}
 	cur, err := ds.dm.Info(name)
 	if err == nil {
-		if cur.DeferredRemove {
-			if err := ds.dm.CancelDeferredRemove(name); err != nil {
-				return "", err
-			}
+		if reused, err := ds.reuse(cur); reused || err != nil {
+			return dm.DevicePath(name), err
 		}
-		return dm.DevicePath(name), ds.dm.EnsureNode(cur)
-	}
-	if !errors.Is(err, dm.ErrNotFound) {
+	} else if !errors.Is(err, dm.ErrNotFound) {
 		return "", err
 	}
 	if err := faultPoint("activate"); err != nil {
@@ -41,12 +45,34 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	table := []dm.TableLine{dm.Line(0, dm.BytesToSectors(info.Size), thin)}
 	cur, err = ds.dm.CreateAndLoad(name, "", table, udevFlags)
 	if err != nil {
-		return "", fmt.Errorf("activate layer %q (thin id %d): %w", info.Hash, info.DeviceID, err)
+		return "", fmt.Errorf("activate layer %q (thin id %d in pool %s): %w", info.Hash, info.DeviceID, ds.pool.name, err)
 	}
 	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "device_id": info.DeviceID}).Debug("activated")
 	// A node left by someone else's deferred removal may name another
 	// device: EnsureNode checks the device number, not just the name.
 	return dm.DevicePath(name), ds.dm.EnsureNode(cur)
+}
+
+// reuse takes over a device that is already active, cancelling its
+// deferred removal; it reports false when the device went meanwhile (at
+// its last close) or was never finished, and must be made anew.
+func (ds *DeviceSet) reuse(cur dm.Info) (bool, error) {
+	if !cur.LiveTable { // a create killed before its table went live
+		if err := ds.dm.Remove(cur.Name, udevFlags); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			return false, err
+		}
+		return false, nil
+	}
+	if cur.DeferredRemove {
+		err := ds.dm.CancelDeferredRemove(cur.Name)
+		if errors.Is(err, dm.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, ds.dm.EnsureNode(cur)
 }
 
 // deactivate removes the layer's thin device if active. With deferred

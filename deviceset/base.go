@@ -2,6 +2,7 @@ package deviceset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	units "github.com/docker/go-units"
@@ -17,6 +18,17 @@ func (ds *DeviceSet) setupBase() error {
 	ds.layers.Lock("")
 	defer ds.layers.Unlock("")
 	info, err := ds.lookup("")
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		// A damaged record costs the base (new layers without a parent),
+		// not the home: every other layer goes on.
+		ds.log.WithError(err).Error("base device unusable: layers without a parent cannot be created")
+		return nil
+	}
+	if errors.Is(err, ErrNotFound) && ds.recordedBaseUUID() != "" {
+		ds.log.Errorf("base device metadata %s is missing, but the home had a base device (UUID %s): layers without a parent cannot be created",
+			ds.store.path(baseFileName), ds.recordedBaseUUID())
+		return nil
+	}
 	if err == nil && info.Initialized && !info.Deleted {
 		if err := ds.verifyBase(info); err != nil {
 			return err
@@ -43,6 +55,12 @@ func (ds *DeviceSet) setupBase() error {
 		}
 	}
 	return ds.createBase()
+}
+
+func (ds *DeviceSet) recordedBaseUUID() string {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.meta.BaseDeviceUUID
 }
 
 // checkPoolEmpty refuses to take over a user's pool that already holds data.
@@ -93,6 +111,9 @@ func (ds *DeviceSet) createBase() error {
 	if err := ds.store.saveDevice(info); err != nil {
 		return err
 	}
+	if err := faultPoint("base.uuid"); err != nil {
+		return err
+	}
 	ds.mu.Lock()
 	ds.meta.BaseDeviceUUID, ds.meta.BaseDeviceFilesystem = probe.UUID, probe.Type
 	m := ds.meta
@@ -107,7 +128,7 @@ func (ds *DeviceSet) createBase() error {
 func (ds *DeviceSet) verifyBase(info *DevInfo) error {
 	dev, err := ds.activate(info)
 	if err != nil {
-		return err
+		return fmt.Errorf("base device (thin id %d in pool %s): %w: is this home's pool the one it was made on?", info.DeviceID, ds.pool.name, err)
 	}
 	defer func() { _ = ds.deactivate("") }()
 	probe, err := fsutil.ProbeDevice(dev)
@@ -143,10 +164,14 @@ func (ds *DeviceSet) growBase(info *DevInfo) error {
 	if err := faultPoint("basesize.grow"); err != nil {
 		return err
 	}
+	if err := ds.markGrow(""); err != nil {
+		return err
+	}
 	old := info.Size
 	info.Size = ds.cfg.BaseSize
 	if err := ds.store.saveDevice(info); err != nil {
 		info.Size = old
+		ds.unmarkGrow("")
 		return err
 	}
 	return ds.growFS(info)

@@ -260,6 +260,9 @@ func (c Config) checkDevices() error {
 		// Moby silently ignores datadev/metadatadev when a pool is given.
 		cfgProblem(pool && data, "dm.thinpooldev conflicts with dm.datadev and dm.metadatadev"),
 		cfgProblem(pool && lvm, "cannot setup direct-lvm when `dm.thinpooldev` is also specified"),
+		// One device under both would have data written over the metadata.
+		cfgProblem(c.DataDevice != "" && filepath.Clean(c.DataDevice) == filepath.Clean(c.MetadataDevice),
+			"dm.datadev and dm.metadatadev name the same device %s", c.DataDevice),
 		// Moby ignores datadev/metadatadev in direct-lvm mode too.
 		cfgProblem(lvm && data, "dm.directlvm_device conflicts with dm.datadev and dm.metadatadev"),
 		// Device-mapper names cannot contain '/'.

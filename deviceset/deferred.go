@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
@@ -20,25 +22,33 @@ const (
 )
 
 type deleter struct {
-	ds      *DeviceSet
+	del     func(hash string) error // deletes one layer; ErrNotFound counts as done
+	pending func() []string         // the layers marked deleted at startup
+	log     *logrus.Entry
 	kick    chan struct{}
 	stop    chan struct{}
 	done    sync.WaitGroup
 	mu      sync.Mutex
-	pending map[string]bool
+	queued  map[string]bool
+	delay   time.Duration // current backoff (the worker's own)
 }
 
 func (ds *DeviceSet) startDeleter() {
-	d := &deleter{ds: ds, kick: make(chan struct{}, 1), stop: make(chan struct{}), pending: map[string]bool{}}
-	ds.deleter = d
+	ds.deleter = newDeleter(func(h string) error { return ds.DeleteDevice(h, true) }, ds.markedDeleted, ds.log)
+}
+
+func newDeleter(del func(string) error, pending func() []string, log *logrus.Entry) *deleter {
+	d := &deleter{del: del, pending: pending, log: log, kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), queued: map[string]bool{}, delay: retryMin}
 	d.done.Add(1)
 	go d.run()
+	return d
 }
 
 // add queues a hash and wakes the worker.
 func (d *deleter) add(hash string) {
 	d.mu.Lock()
-	d.pending[hash] = true
+	d.queued[hash] = true
 	d.mu.Unlock()
 	select {
 	case d.kick <- struct{}{}:
@@ -49,9 +59,11 @@ func (d *deleter) add(hash string) {
 func (d *deleter) count() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.pending)
+	return len(d.queued)
 }
 
+// close stops the worker and waits for it; pending deletions stay marked
+// on disk for the next start.
 func (d *deleter) close() {
 	close(d.stop)
 	d.done.Wait()
@@ -59,68 +71,80 @@ func (d *deleter) close() {
 
 func (d *deleter) run() {
 	defer d.done.Done()
-	d.findPending() // off Init's path: this reads every DevInfo once
-	delay := retryMin
+	for _, h := range d.pending() { // off Init's path: this reads every DevInfo once
+		d.add(h)
+	}
 	for {
 		var timer <-chan time.Time
 		if d.count() > 0 {
-			timer = time.After(delay)
+			timer = time.After(d.delay)
 		}
 		select {
 		case <-d.stop:
 			return
 		case <-d.kick:
-			delay = retryMin
+			d.delay = retryMin
 		case <-timer:
 		}
 		if d.retry() {
-			delay = retryMin
+			d.delay = retryMin
 		} else {
-			delay = min(delay*2, retryMax)
+			d.delay = min(d.delay*2, retryMax)
 		}
 	}
 }
 
-// findPending queues the layers a previous run marked deleted.
-func (d *deleter) findPending() {
-	hashes, err := d.ds.store.listDevices()
-	if err != nil {
-		return
-	}
-	for _, h := range hashes {
-		if info, err := d.ds.store.loadDevice(h); err == nil && info.Deleted {
-			d.add(h)
-		}
-	}
-}
-
-// retry tries every pending deletion; it reports whether all went through.
+// retry tries every queued deletion; it reports whether all went through.
 func (d *deleter) retry() bool {
 	d.mu.Lock()
-	hashes := make([]string, 0, len(d.pending))
-	for h := range d.pending {
+	hashes := make([]string, 0, len(d.queued))
+	for h := range d.queued {
 		hashes = append(hashes, h)
 	}
 	d.mu.Unlock()
 	ok := true
 	for _, h := range hashes {
-		err := d.ds.DeleteDevice(h, true)
+		select {
+		case <-d.stop: // Cleanup waits for us: leave the rest for later
+			return false
+		default:
+		}
+		err := d.del(h)
 		if err == nil || errors.Is(err, ErrNotFound) {
 			d.mu.Lock()
-			delete(d.pending, h)
+			delete(d.queued, h)
 			d.mu.Unlock()
 			continue
 		}
 		ok = false
-		d.ds.log.WithError(err).WithField("hash", h).Debug("deferred deletion: still busy")
+		d.log.WithError(err).WithField("hash", h).Debug("deferred deletion: still busy")
 	}
 	return ok
+}
+
+// markedDeleted lists the layers a previous run marked deleted.
+func (ds *DeviceSet) markedDeleted() []string {
+	hashes, err := ds.store.listDevices()
+	if err != nil {
+		ds.log.WithError(err).Error("list layers marked deleted")
+		return nil
+	}
+	var marked []string
+	for _, h := range hashes {
+		if info, err := ds.store.loadDevice(h); err == nil && info.Deleted {
+			marked = append(marked, h)
+		}
+	}
+	return marked
 }
 
 // markDeleted records that a layer is to be deleted later. Called with the
 // layer's lock held, after its delete message failed with EBUSY.
 func (ds *DeviceSet) markDeleted(info *DevInfo) error {
 	if !info.Deleted {
+		if err := faultPoint("delete.mark"); err != nil {
+			return err
+		}
 		info.Deleted = true
 		if err := ds.store.saveDevice(info); err != nil {
 			info.Deleted = false

@@ -45,9 +45,11 @@ type DeviceSet struct {
 
 	layers keylock.Locks // per hash
 
-	txMu   sync.Mutex
-	txID   uint64 // the pool's transaction id, our commit point
-	nextID int    // where the search for a free thin id starts
+	txMu      sync.Mutex
+	txID      uint64 // the pool's transaction id, our commit point
+	nextID    int    // where the search for a free thin id starts
+	unsettled bool   // a failed transaction is still open (txMu)
+	ids       idIndex
 
 	mu      sync.Mutex
 	devices map[string]*DevInfo // DevInfos read so far, by hash
@@ -105,6 +107,9 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 	if ds.pool, err = ds.openPool(); err != nil {
 		return nil, err
 	}
+	if !ds.ro {
+		ds.recoverDevices() // what a crash left active, suspended or mounted
+	}
 	if err := ds.initMetadata(); err != nil {
 		ds.undoPool()
 		return nil, err
@@ -116,6 +121,7 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 		ds.undoPool()
 		return nil, err
 	}
+	ds.finishGrows()
 	if cfg.DeferredDelete {
 		ds.startDeleter()
 	}

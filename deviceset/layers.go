@@ -1,43 +1,31 @@
 package deviceset
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"unsafe"
 
 	units "github.com/docker/go-units"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
-	"github.com/thinlayer/thinlayer/fsutil"
 )
 
 // AddDevice creates layer hash as a snapshot of baseHash ("" is the base
 // device). storageOpt may hold "size" to make it larger than its parent.
+// When it fails, the layer does not exist.
 func (ds *DeviceSet) AddDevice(hash, baseHash string, storageOpt map[string]string) error {
-	if ds.ro {
-		return fmt.Errorf("create layer %q: %w", hash, ErrReadOnly)
-	}
-	if hash == baseHash {
-		return fmt.Errorf("create layer %q: parent is the layer itself", hash)
+	if err := ds.checkNewLayer(hash, baseHash); err != nil {
+		return fmt.Errorf("create layer %q: %w", hash, err)
 	}
 	size, err := parseStorageOpt(storageOpt)
 	if err != nil {
 		return fmt.Errorf("create layer %q: %w", hash, err)
 	}
-	// Parent before child (the documented lock order).
-	ds.layers.Lock(baseHash)
-	defer ds.layers.Unlock(baseHash)
-	ds.layers.Lock(hash)
-	defer ds.layers.Unlock(hash)
-
+	defer ds.lockPair(hash, baseHash)()
 	parent, err := ds.lookup(baseHash)
 	if err != nil {
-		return fmt.Errorf("create layer %q: parent: %w", hash, err)
+		return fmt.Errorf("create layer %q: parent %q: %w", hash, baseHash, err)
 	}
 	if parent.Deleted {
 		return fmt.Errorf("create layer %q: parent %q: %w", hash, baseHash, ErrDeleted)
@@ -57,14 +45,87 @@ func (ds *DeviceSet) AddDevice(hash, baseHash string, storageOpt map[string]stri
 	}
 	// Moby marks only the base initialized (it carries the mkfs); match it.
 	info := &DevInfo{Hash: hash, Size: size}
-	if err := ds.snapshot(info, parent); err != nil {
+	if err := ds.createLayer(info, parent); err != nil {
 		return fmt.Errorf("create layer %q: %w", hash, err)
 	}
-	ds.cache(info)
-	if size > parent.Size {
-		return ds.growFS(info)
+	return nil
+}
+
+// checkNewLayer refuses ids that cannot name a layer here: not a file
+// name, the parent itself, or too long for a device-mapper name.
+func (ds *DeviceSet) checkNewLayer(hash, baseHash string) error {
+	switch {
+	case ds.ro:
+		return ErrReadOnly
+	case hash == "":
+		return fmt.Errorf("%w: empty", ErrInvalidHash)
+	case hash == baseHash:
+		return fmt.Errorf("%w: parent is the layer itself", ErrInvalidHash)
+	case len(ds.deviceName(hash)) >= unix.DM_NAME_LEN:
+		return fmt.Errorf("%w: device name %s... would be longer than device-mapper's %d bytes",
+			ErrInvalidHash, ds.deviceName(hash)[:40], unix.DM_NAME_LEN-1)
+	}
+	if err := CheckHash(hash); err != nil {
+		return err
+	}
+	if err := CheckHash(baseHash); err != nil {
+		return fmt.Errorf("parent: %w", err)
 	}
 	return nil
+}
+
+// lockPair takes two layer locks in byte order of their ids, whatever
+// their roles: two creates naming each other as parent cannot deadlock.
+func (ds *DeviceSet) lockPair(a, b string) (unlock func()) {
+	if b < a {
+		a, b = b, a
+	}
+	ds.layers.Lock(a)
+	ds.layers.Lock(b)
+	return func() {
+		ds.layers.Unlock(b)
+		ds.layers.Unlock(a)
+	}
+}
+
+// createLayer snapshots parent and, for a layer larger than its parent,
+// grows its filesystem. The grow is marked before the snapshot commits,
+// so a crash before it finished is completed at the next start; any
+// failure after the commit deletes the new layer again.
+func (ds *DeviceSet) createLayer(info, parent *DevInfo) error {
+	grow := info.Size > parent.Size
+	if grow {
+		if err := ds.markGrow(info.Hash); err != nil {
+			return err
+		}
+	}
+	created, err := ds.snapshot(info, parent)
+	if err == nil && grow {
+		err = ds.growFS(info)
+	}
+	if err == nil {
+		ds.cache(info)
+		return nil
+	}
+	if created {
+		err = ds.undoCreate(info, err)
+	}
+	if grow {
+		ds.unmarkGrow(info.Hash)
+	}
+	return err
+}
+
+// undoCreate deletes a layer whose create failed after its commit.
+func (ds *DeviceSet) undoCreate(info *DevInfo, cause error) error {
+	ds.txMu.Lock()
+	err := ds.deleteTx(info, false)
+	ds.txMu.Unlock()
+	if err != nil {
+		ds.cache(info) // it stays, whole but for the failed step
+		return errors.Join(cause, fmt.Errorf("undo create: %w", err))
+	}
+	return cause
 }
 
 func parseStorageOpt(opts map[string]string) (uint64, error) {
@@ -82,112 +143,55 @@ func parseStorageOpt(opts map[string]string) (uint64, error) {
 	return size, nil
 }
 
-// snapshot runs the create_snap transaction. An active origin is suspended
-// around the message (so its in-flight writes are in the snapshot) and
-// always resumed.
-func (ds *DeviceSet) snapshot(info, parent *DevInfo) error {
+// snapshot runs the create_snap transaction and reports whether it
+// committed. An active origin is suspended around the message (so its
+// in-flight writes are in the snapshot) and always resumed.
+func (ds *DeviceSet) snapshot(info, parent *DevInfo) (created bool, err error) {
 	origin := ds.deviceName(parent.Hash)
 	cur, err := ds.dm.Info(origin)
-	active := err == nil && !cur.DeferredRemove
 	if err != nil && !errors.Is(err, dm.ErrNotFound) {
-		return err
+		return false, err
 	}
-	if cur.DeferredRemove {
+	active := err == nil
+	if active && cur.DeferredRemove {
 		// A deferred removal pending on the origin: take it back so the
 		// device can't vanish mid-suspend, and let it go again after.
-		if err := ds.dm.CancelDeferredRemove(origin); err == nil {
-			active = true
+		if err := ds.dm.CancelDeferredRemove(origin); err != nil {
+			active = false // it went meanwhile
+		} else {
 			defer func() { _ = ds.deactivate(parent.Hash) }()
 		}
 	}
 	if active {
+		if err := faultPoint("snapshot.suspend"); err != nil {
+			return false, err
+		}
 		if err := ds.dm.Suspend(origin, 0); err != nil {
-			return err
+			return false, err
 		}
 		defer func() {
-			if err := ds.dm.Resume(origin, udevFlags); err != nil {
-				ds.log.WithError(err).WithField("hash", parent.Hash).Error("resume origin after snapshot")
+			if rerr := ds.resumeOrigin(origin); rerr != nil && err == nil {
+				err = rerr
 			}
 		}()
 	}
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
-	return ds.createTx(info, func(id uint32) error {
+	err = ds.createTx(info, func(id uint32) error {
 		return ds.dm.CreateSnap(ds.pool.name, id, uint32(parent.DeviceID))
 	})
+	return err == nil, err
 }
 
-// DeleteDevice removes a layer: its device is deactivated (EBUSY if still
-// mounted or open), then its thin device and DevInfo go in one transaction.
-// With deferred deletion (and not syncDelete) a device still open elsewhere
-// is marked deleted instead, and removed by the worker once closed.
-func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
-	if ds.ro {
-		return fmt.Errorf("remove layer %q: %w", hash, ErrReadOnly)
+// resumeOrigin resumes a suspended origin. An injected fault there still
+// resumes it (a fault must not leave a mounted filesystem frozen); a kill
+// leaves it suspended, for the next start to resume.
+func (ds *DeviceSet) resumeOrigin(origin string) error {
+	ferr := faultPoint("snapshot.resume")
+	if err := ds.dm.Resume(origin, udevFlags); err != nil {
+		return errors.Join(ferr, fmt.Errorf("resume origin %s: %w", origin, err))
 	}
-	ds.layers.Lock(hash)
-	defer ds.layers.Unlock(hash)
-	info, err := ds.lookup(hash)
-	if err != nil {
-		return err
-	}
-	// Deferred removal only pays off together with deferred deletion;
-	// otherwise the pool's delete would just find the device still open.
-	if err := ds.deactivateMode(hash, ds.cfg.DeferredRemove && ds.cfg.DeferredDelete); err != nil {
-		return fmt.Errorf("remove layer %q: device %s is busy: %w", hash, ds.deviceName(hash), err)
-	}
-	ds.txMu.Lock()
-	err = ds.deleteTx(info, ds.cfg.DoBlkDiscard)
-	ds.txMu.Unlock()
-	if ds.deferDelete(err, syncDelete) {
-		ds.log.WithField("hash", hash).Debug("device busy: deletion deferred")
-		return ds.markDeleted(info)
-	}
-	if err != nil {
-		return fmt.Errorf("remove layer %q: %w", hash, err)
-	}
-	ds.forget(hash)
-	ds.log.WithFields(logrus.Fields{"hash": hash, "device_id": info.DeviceID}).Debug("deleted")
-	return nil
-}
-
-// discard issues BLKDISCARD over the whole (inactive) device, so that a
-// loopback data file gets its space back: deleting a thin device frees its
-// blocks in the pool but tells the data device nothing (dm.blkdiscard).
-// A device that is still active is open somewhere — a mount elsewhere would
-// lose its data — and is left alone. It reports whether it discarded.
-func (ds *DeviceSet) discard(info *DevInfo) (bool, error) {
-	name := ds.deviceName(info.Hash)
-	if _, err := ds.dm.Info(name); err == nil {
-		return false, nil
-	}
-	dev, err := ds.activate(info)
-	if err != nil {
-		return false, err
-	}
-	discarded, err := blkDiscard(dev, info.Size)
-	if rerr := ds.dm.Remove(name, udevFlags); rerr != nil {
-		err = errors.Join(err, rerr)
-	}
-	return discarded, err
-}
-
-func blkDiscard(dev string, size uint64) (bool, error) {
-	// O_EXCL: a mount that races us in gets EBUSY, and so do we.
-	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_CLOEXEC|unix.O_EXCL, 0)
-	if errors.Is(err, unix.EBUSY) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	rng := [2]uint64{0, size}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&rng)))
-	if errno != 0 && errno != unix.EOPNOTSUPP {
-		return true, fmt.Errorf("discard %s: %w", dev, errno)
-	}
-	return errno == 0, nil
+	return ferr
 }
 
 // poolHasFreeSpace refuses new layers while the pool has less free data or
@@ -222,25 +226,3 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 
 // ErrNoSpace: the pool is (nearly) full.
 var ErrNoSpace = errors.New("not enough free space in thin pool")
-
-// growFS grows a layer's filesystem to its (larger) device size.
-func (ds *DeviceSet) growFS(info *DevInfo) error {
-	dev, err := ds.activate(info)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = ds.deactivate(info.Hash) }()
-	fsType, err := ds.filesystemOf(dev)
-	if err != nil {
-		return err
-	}
-	mnt, err := os.MkdirTemp("", "thinlayer-grow-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(mnt)
-	if err := fsutil.GrowFS(context.Background(), fsType, dev, mnt); err != nil {
-		return fmt.Errorf("grow filesystem of layer %q: %w", info.Hash, err)
-	}
-	return nil
-}

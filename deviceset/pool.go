@@ -107,6 +107,9 @@ func (ds *DeviceSet) createPool(p *pool) (dm.Info, error) {
 		return dm.Info{}, err
 	}
 	defer meta.Close()
+	if err := checkDistinct(data, meta); err != nil {
+		return dm.Info{}, err
+	}
 	p.dataDev, p.metadataDev = data.path, meta.path
 	size, err := data.size()
 	if err != nil {
@@ -143,6 +146,20 @@ func (b *backing) Close() {
 	if b.loop != nil {
 		b.loop.Close() // autoclear: the pool now holds the loop device
 	}
+}
+
+// checkDistinct refuses one block device under both data and metadata,
+// however it is named (a symlink, another node): the pool would write data
+// over its own metadata.
+func checkDistinct(data, meta *backing) error {
+	var a, b unix.Stat_t
+	if unix.Stat(data.path, &a) != nil || unix.Stat(meta.path, &b) != nil {
+		return nil // the pool's own load reports a missing device
+	}
+	if a.Mode&unix.S_IFMT == unix.S_IFBLK && a.Rdev == b.Rdev {
+		return fmt.Errorf("data device %s and metadata device %s are the same block device", data.path, meta.path)
+	}
+	return nil
 }
 
 func (b *backing) size() (uint64, error) {

@@ -4,9 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // The files under <home>/metadata are Moby's, byte for byte in meaning, so
@@ -66,26 +71,104 @@ func isDeviceFile(name string) bool {
 
 // loadDevice reads a DevInfo; os.ErrNotExist when there is none.
 func (s store) loadDevice(hash string) (*DevInfo, error) {
-	b, err := os.ReadFile(s.path(hashFile(hash)))
+	p, err := s.devicePath(hash)
 	if err != nil {
 		return nil, err
 	}
-	info := &DevInfo{Hash: hash}
-	if err := json.Unmarshal(b, info); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptMetadata, s.path(hashFile(hash)), err)
+	b, err := readSmall(p)
+	if err != nil {
+		return nil, err
 	}
-	if info.DeviceID < 0 || info.DeviceID > maxDeviceID {
-		return nil, fmt.Errorf("%w: %s: device id %d out of range", ErrCorruptMetadata, s.path(hashFile(hash)), info.DeviceID)
+	info, err := decodeDevInfo(hash, b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return info, nil
 }
 
+// maxRecordSize bounds what is read of a metadata file: Moby's records are
+// well under 1 KiB, and a huge file is not one of them.
+const maxRecordSize = 64 << 10
+
+// readSmall reads a metadata file of at most maxRecordSize bytes.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxRecordSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptMetadata, path, maxRecordSize)
+	}
+	return b, nil
+}
+
+// decodeDevInfo parses and checks a DevInfo file's contents: JSON of the
+// right types, a thin id that fits in 24 bits, a non-zero size.
+func decodeDevInfo(hash string, b []byte) (*DevInfo, error) {
+	info := &DevInfo{Hash: hash}
+	if err := json.Unmarshal(b, info); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptMetadata, err)
+	}
+	if info.DeviceID < 0 || info.DeviceID > maxDeviceID {
+		return nil, fmt.Errorf("%w: device id %d out of range 0..%d", ErrCorruptMetadata, info.DeviceID, maxDeviceID)
+	}
+	if info.Size < dm.SectorSize || info.Size > maxDeviceSize {
+		return nil, fmt.Errorf("%w: size %d out of range %d..%d", ErrCorruptMetadata, info.Size, dm.SectorSize, uint64(maxDeviceSize))
+	}
+	return info, nil
+}
+
+// maxDeviceSize is the largest device a table can describe: 2^63 bytes
+// would overflow the kernel's sector arithmetic well before.
+const maxDeviceSize = 1 << 62
+
+// ErrInvalidHash: a layer id that cannot name a DevInfo file in the home.
+var ErrInvalidHash = errors.New("invalid layer id")
+
+// CheckHash reports whether hash can name a layer: a single file name
+// under <home>/metadata that is none of the home's own files. "" is the
+// base device.
+func CheckHash(hash string) error {
+	switch {
+	case hash == "":
+		return nil
+	case hash == baseFileName, hash == transactionFile, hash == deviceSetFile:
+		return fmt.Errorf("%w: %q is reserved", ErrInvalidHash, hash)
+	case len(hash) > 255:
+		return fmt.Errorf("%w: %d bytes long (255 at most)", ErrInvalidHash, len(hash))
+	case strings.ContainsAny(hash, "/\x00"), strings.HasPrefix(hash, "."), !isDeviceFile(hash):
+		return fmt.Errorf("%w: %q (no '/' or NUL, no leading '.', no .migrated suffix)", ErrInvalidHash, hash)
+	}
+	return nil
+}
+
+// devicePath is the DevInfo file of hash, once hash is known to stay
+// inside the metadata directory.
+func (s store) devicePath(hash string) (string, error) {
+	if err := CheckHash(hash); err != nil {
+		return "", err
+	}
+	return s.path(hashFile(hash)), nil
+}
+
 func (s store) saveDevice(info *DevInfo) error {
+	if err := CheckHash(info.Hash); err != nil {
+		return err
+	}
 	return s.writeJSON(hashFile(info.Hash), info)
 }
 
 func (s store) removeDevice(hash string) error {
-	err := os.Remove(s.path(hashFile(hash)))
+	p, err := s.devicePath(hash)
+	if err != nil {
+		return err
+	}
+	err = os.Remove(p)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove metadata of %q: %w", hash, err)
 	}
@@ -93,7 +176,10 @@ func (s store) removeDevice(hash string) error {
 }
 
 func (s store) hasDevice(hash string) bool {
-	_, err := os.Lstat(s.path(hashFile(hash)))
+	p, err := s.devicePath(hash)
+	if err == nil {
+		_, err = os.Lstat(p)
+	}
 	return err == nil
 }
 
@@ -134,16 +220,24 @@ func (s store) removeTransaction() error {
 	return err
 }
 
+// loadSetMetadata reads the home-wide record. A damaged one (it is written
+// atomically, so only outside damage does that) is not worth the home: it
+// reads as empty, so ids are searched from 1 and the base device's UUID
+// and filesystem are learnt again from the base device.
 func (s store) loadSetMetadata() (setMetadata, error) {
 	var m setMetadata
 	_, err := s.readJSON(deviceSetFile, &m)
+	if errors.Is(err, ErrCorruptMetadata) {
+		logrus.WithField("storage-driver", "devicemapper").WithError(err).Error("home-wide record unreadable; starting it afresh")
+		return setMetadata{}, nil
+	}
 	return m, err
 }
 
 func (s store) saveSetMetadata(m setMetadata) error { return s.writeJSON(deviceSetFile, m) }
 
 func (s store) readJSON(name string, v any) (bool, error) {
-	b, err := os.ReadFile(s.path(name))
+	b, err := readSmall(s.path(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}

@@ -13,54 +13,104 @@ import (
 // (see the package doc). Called at startup, before anything else runs.
 func (ds *DeviceSet) settleTransaction() error {
 	t, ok, err := ds.store.loadTransaction()
-	if err != nil || !ok || t.OpenTransactionID <= ds.txID {
+	if err != nil {
+		// Written atomically, so only outside damage makes it unreadable;
+		// the next transaction rewrites it. Not worth the whole home.
+		ds.log.WithError(err).Error("unreadable transaction record ignored")
+		return nil
+	}
+	if !ok || t.OpenTransactionID <= ds.txID {
+		return nil
+	}
+	if err := ds.checkRecord(t); err != nil {
+		ds.log.WithError(err).Error("transaction record ignored")
+		return nil
+	}
+	ds.log.WithFields(logrus.Fields{"hash": t.DeviceIDHash, "device_id": t.DeviceID, "transaction": t.OpenTransactionID}).
+		Info("settling interrupted pool transaction")
+	if err := ds.settle(t); err != nil {
+		return fmt.Errorf("settle transaction %d (layer %q, thin id %d): %w", t.OpenTransactionID, t.DeviceIDHash, t.DeviceID, err)
+	}
+	return nil
+}
+
+// checkRecord refuses a transaction record this package would not have
+// written: one open transaction at a time, a valid layer id, a 24-bit id.
+func (ds *DeviceSet) checkRecord(t transaction) error {
+	if t.OpenTransactionID != ds.txID+1 {
+		return fmt.Errorf("%w: %s: open transaction %d, but the pool is at %d",
+			ErrCorruptMetadata, ds.store.path(transactionFile), t.OpenTransactionID, ds.txID)
+	}
+	if t.DeviceID < 0 || t.DeviceID > maxDeviceID {
+		return fmt.Errorf("%w: %s: device id %d out of range", ErrCorruptMetadata, ds.store.path(transactionFile), t.DeviceID)
+	}
+	if err := CheckHash(t.DeviceIDHash); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorruptMetadata, ds.store.path(transactionFile), err)
+	}
+	return nil
+}
+
+// settle brings the pool and the DevInfos back in line after transaction t
+// stopped between its intent and its commit: the thin device goes unless
+// another layer's DevInfo names it, the layer's DevInfo goes if it names
+// that device, and the pool's transaction id moves past t. For a create
+// that undoes it, for a delete it finishes it. A device still open
+// elsewhere cannot be deleted: the layer is kept then (and marked deleted
+// under deferred deletion). Called with txMu held, or before any other
+// operation can run.
+func (ds *DeviceSet) settle(t transaction) error {
+	info, err := ds.store.loadDevice(t.DeviceIDHash)
+	names := err == nil && info.DeviceID == t.DeviceID // else not ours to remove
+	busy, err := ds.deleteIfUnowned(t)
+	if err != nil {
 		return err
 	}
-	log := ds.log.WithFields(logrus.Fields{"hash": t.DeviceIDHash, "device_id": t.DeviceID, "transaction": t.OpenTransactionID})
-	log.Info("settling interrupted pool transaction")
-	// Ids are tried before they are known free (the pool's EEXIST says
-	// which are taken), so a create may have died holding an id another
-	// layer owns: that device is not the transaction's to delete.
-	owner, owned, err := ds.idOwner(t.DeviceID, t.DeviceIDHash)
-	if err != nil {
-		return fmt.Errorf("settle transaction %d: %w", t.OpenTransactionID, err)
-	}
-	if owned {
-		log.WithField("owner", owner).Info("thin id belongs to another layer; not deleting it")
-	} else if err := ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID)); err != nil && !errors.Is(err, dm.ErrNoThinDevice) {
-		return fmt.Errorf("settle transaction %d: %w", t.OpenTransactionID, err)
-	}
-	if err := ds.store.removeDevice(t.DeviceIDHash); err != nil {
-		return fmt.Errorf("settle transaction %d: %w", t.OpenTransactionID, err)
+	switch {
+	case busy && names && ds.cfg.DeferredDelete && !info.Deleted:
+		info.Deleted = true
+		if err := ds.store.saveDevice(info); err != nil {
+			return err
+		}
+		ds.forget(info.Hash)
+		if ds.deleter != nil {
+			ds.deleter.add(info.Hash)
+		}
+	case !busy && names:
+		if err := ds.store.removeDevice(t.DeviceIDHash); err != nil {
+			return err
+		}
+		ds.index().remove(t.DeviceID, t.DeviceIDHash)
+		ds.forget(t.DeviceIDHash)
 	}
 	// Close it in the pool too, so the next transaction id is fresh.
 	if err := ds.dm.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
-		return fmt.Errorf("settle transaction %d: %w", t.OpenTransactionID, err)
+		return err
 	}
 	ds.txID = t.OpenTransactionID
 	return nil
 }
 
-// idOwner finds the layer other than except whose DevInfo names thin id
-// id. It reads every DevInfo: only done when settling a crash.
-func (ds *DeviceSet) idOwner(id int, except string) (string, bool, error) {
-	hashes, err := ds.store.listDevices()
-	if err != nil {
-		return "", false, err
+// deleteIfUnowned deletes t's thin device, first taking down the layer's
+// device if a crash left it active, unless another layer's DevInfo names
+// the id (a create may die holding an id it tried before knowing it was
+// taken). It reports a device still open elsewhere.
+func (ds *DeviceSet) deleteIfUnowned(t transaction) (busy bool, err error) {
+	if owner, ok := ds.index().other(t.DeviceID, t.DeviceIDHash); ok {
+		ds.log.WithFields(logrus.Fields{"device_id": t.DeviceID, "owner": owner}).Info("thin id belongs to another layer; not deleting it")
+		return false, nil
 	}
-	for _, h := range hashes {
-		if h == except {
-			continue
-		}
-		info, err := ds.store.loadDevice(h)
-		if err != nil {
-			continue // a corrupt DevInfo names nothing we can trust
-		}
-		if info.DeviceID == id {
-			return h, true, nil
-		}
+	err = ds.dm.Remove(ds.deviceName(t.DeviceIDHash), udevFlags)
+	if err == nil || errors.Is(err, dm.ErrNotFound) {
+		err = ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID))
 	}
-	return "", false, nil
+	switch {
+	case errors.Is(err, dm.ErrBusy):
+		ds.log.WithField("hash", t.DeviceIDHash).Warn("device open elsewhere: layer kept")
+		return true, nil
+	case err != nil && !errors.Is(err, dm.ErrNoThinDevice):
+		return false, err
+	}
+	return false, nil
 }
 
 // Transaction is the intent record: an open one (ID above the pool's
@@ -88,23 +138,69 @@ func (ds *DeviceSet) OpenTransaction() *Transaction { return ds.openTx }
 // poolOp is the pool message a transaction sends for thin id id.
 type poolOp func(id uint32) error
 
-// createTx runs a create transaction: it allocates a free thin id (the pool
-// answers EEXIST for ids in use, which are skipped), creates the device with
-// op, writes the DevInfo and commits. Called with txMu held.
+// beginTx settles a transaction an earlier failure left open, so that a
+// new one never overwrites its record. Called with txMu held.
+func (ds *DeviceSet) beginTx() error {
+	if !ds.unsettled {
+		return nil
+	}
+	if err := ds.settleTransaction(); err != nil {
+		return fmt.Errorf("earlier failed transaction still open: %w", err)
+	}
+	ds.unsettled = false
+	return nil
+}
+
+// settleFailed settles t in-process after one of its steps failed, as the
+// next start would; if that fails too, the next transaction tries again.
+func (ds *DeviceSet) settleFailed(t transaction) {
+	if err := ds.settle(t); err != nil {
+		ds.unsettled = true
+		ds.log.WithError(err).WithField("hash", t.DeviceIDHash).Error("settle failed transaction; retried before the next one")
+	}
+}
+
+// createTx runs a create transaction: it allocates a free thin id (ids a
+// DevInfo names are skipped, and the pool answers EEXIST for ids in use),
+// creates the device with op, writes the DevInfo and commits. Called with
+// txMu held.
 func (ds *DeviceSet) createTx(info *DevInfo, op poolOp) error {
+	if err := ds.beginTx(); err != nil {
+		return err
+	}
 	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash}
+	if err := ds.sendCreate(&t, op); err != nil {
+		return err
+	}
+	info.DeviceID, info.TransactionID = t.DeviceID, t.OpenTransactionID
+	err := ds.commitTx(t, func() error { return ds.store.saveDevice(info) })
+	if err != nil {
+		ds.settleFailed(t)
+		return err
+	}
+	ds.index().add(info.DeviceID, info.Hash)
+	return nil
+}
+
+// sendCreate writes the intent and sends op for the next free thin id.
+// The intent names the layer before the pool can hold anything of it.
+func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
+	idx := ds.index()
 	for tries := 0; ; tries++ {
 		if tries > maxDeviceID {
 			return fmt.Errorf("no free thin device id in pool %s", ds.pool.name)
 		}
-		t.DeviceID = ds.allocID()
+		if t.DeviceID = ds.allocID(); idx.named(t.DeviceID) {
+			continue
+		}
 		if err := faultPoint("create.intent"); err != nil {
 			return err
 		}
-		if err := ds.store.saveTransaction(t); err != nil {
+		if err := ds.store.saveTransaction(*t); err != nil {
 			return err
 		}
 		if err := faultPoint("create.message"); err != nil {
+			ds.settleFailed(*t)
 			return err
 		}
 		err := op(uint32(t.DeviceID))
@@ -113,16 +209,10 @@ func (ds *DeviceSet) createTx(info *DevInfo, op poolOp) error {
 			continue
 		}
 		if err != nil {
-			return err
+			ds.settleFailed(*t)
 		}
-		break
-	}
-	info.DeviceID, info.TransactionID = t.DeviceID, t.OpenTransactionID
-	if err := ds.commitTx(t, func() error { return ds.store.saveDevice(info) }); err != nil {
-		ds.abortCreate(t)
 		return err
 	}
-	return nil
 }
 
 // commitTx writes the metadata change and moves the pool's transaction id.
@@ -141,51 +231,6 @@ func (ds *DeviceSet) commitTx(t transaction, write func() error) error {
 	}
 	ds.txID = t.OpenTransactionID
 	return nil
-}
-
-// abortCreate undoes a create that failed after the pool message, as the
-// startup rollback would.
-func (ds *DeviceSet) abortCreate(t transaction) {
-	_ = ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID))
-	_ = ds.store.removeDevice(t.DeviceIDHash)
-}
-
-// deleteTx deletes a layer's thin device and DevInfo in one transaction,
-// discarding its blocks first when asked. The discard destroys the layer's
-// data, so it comes after the intent: a crash from there on finishes the
-// delete at startup. Called with txMu held and the device inactive.
-func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool) error {
-	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash, DeviceID: info.DeviceID}
-	if err := faultPoint("delete.intent"); err != nil {
-		return err
-	}
-	if err := ds.store.saveTransaction(t); err != nil {
-		return err
-	}
-	destroyed := false
-	var err error
-	if discard {
-		if err := faultPoint("delete.discard"); err != nil {
-			return err
-		}
-		destroyed, err = ds.discard(info)
-	}
-	if err == nil {
-		err = faultPoint("delete.message")
-	}
-	if err == nil {
-		err = ds.dm.DeleteThin(ds.pool.name, uint32(info.DeviceID))
-	}
-	if err != nil && !errors.Is(err, dm.ErrNoThinDevice) {
-		if !destroyed {
-			// The layer is whole: withdraw the intent, or startup
-			// would finish a delete the caller was told had failed.
-			t.OpenTransactionID = ds.txID
-			_ = ds.store.saveTransaction(t)
-		}
-		return err
-	}
-	return ds.commitTx(t, func() error { return ds.store.removeDevice(info.Hash) })
 }
 
 // allocID returns the next thin id to try; ids wrap at 24 bits and 0 is

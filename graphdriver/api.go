@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/thinlayer/thinlayer/deviceset"
 	"github.com/thinlayer/thinlayer/fsutil"
 )
 
@@ -55,8 +56,9 @@ const (
 var (
 	// ErrNotSupported: Init found no usable dm-thin here (or is not root).
 	ErrNotSupported = errors.New("driver not supported")
-	// ErrInvalidID: an id or parent that cannot name a layer.
-	ErrInvalidID = errors.New("invalid layer id")
+	// ErrInvalidID: an id or parent that cannot name a layer (the same
+	// sentinel as the DeviceSet's).
+	ErrInvalidID = deviceset.ErrInvalidHash
 )
 
 // DriverName is what String returns.

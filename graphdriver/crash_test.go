@@ -1,212 +1,292 @@
 package graphdriver_test
 
 import (
-	"encoding/json"
+	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"reflect"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"testing"
 
-	"github.com/moby/sys/mountinfo"
-
 	"github.com/thinlayer/thinlayer/deviceset"
-	dm "github.com/thinlayer/thinlayer/devmapper"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
-	"github.com/thinlayer/thinlayer/loopback"
 )
 
-// The crash walk: a child process opens the home and runs one operation
-// with a fault point armed to SIGKILL it mid-way; then Init on the same home
-// must settle the open transaction so that the pool's thin devices (read
-// from its own metadata with thin_dump) are exactly those the DevInfo files
-// name, every layer from before is intact, and no mount is left behind.
+// The crash walk. Every mutating operation is first run once with a hook
+// that records the fault points it passes (with their repeat count: the
+// second "activate" of an operation is a step of its own). Then, for each
+// step, the operation runs again on a fresh copy of its starting home
+//
+//   - in a child process killed with SIGKILL at that step (no deferred
+//     cleanup runs), and
+//   - in this process with that step failing,
+//
+// and afterwards Init on the same home must have settled everything: the
+// thin ids in the pool's own metadata (thin_dump, offline) are exactly
+// those the DevInfo files name, thin_check is clean, every layer from
+// before is there with its data, nothing is mounted or active, and no
+// filesystem grow is left unfinished. The walk prints what it covered.
 
 const (
-	envCrashHome = "THINLAYER_CRASH_HOME"
-	envCrashOp   = "THINLAYER_CRASH_OP"
+	envCrashHome  = "THINLAYER_CRASH_HOME"
+	envCrashOp    = "THINLAYER_CRASH_OP"
+	envCrashPoint = "THINLAYER_CRASH_POINT"
 )
 
-var crashOps = map[string][]string{
-	"create": {"create.intent", "create.message", "tx.metadata", "tx.commit"},
-	// The home's next_device_id is stale (as after a crash): the first id
-	// tried belongs to another layer, and the create dies holding it.
-	"create-stale-id": {"create.message"},
-	"remove":          {"deactivate", "delete.intent", "delete.discard", "delete.message", "tx.metadata", "tx.commit"},
+// crashOp is one operation of the walk, run on a copy of a template home.
+type crashOp struct {
+	name     string
+	template string   // "empty", "keep" (layer keep), "victim" (keep, and victim on it), "stale"
+	opts     []string // options of every Init of the run
+	initOp   bool     // the operation is Init itself
+	removes  bool     // victim may be gone (or marked deleted) afterwards
+	creates  bool     // victim may appear
+	grownTo  uint64   // victim's (or, for Init ops, the base's) filesystem size after recovery
+	pre      func(d gd.Driver) []string
+	run      func(home string, d gd.Driver) (gd.Driver, error)
+}
+
+// walkOptions keep the walk's homes small, so each run is cheap to copy
+// and to check: a 128 MB base with a small journal, 16 MB of metadata.
+func walkOptions(extra ...string) []string {
+	return append([]string{"dm.loopdatasize=1GB", "dm.loopmetadatasize=16MB", "dm.basesize=128MB",
+		"dm.fs=ext4", "dm.mkfsarg=-Jsize=4", "dm.min_free_space=1%"}, extra...)
+}
+
+func crashOptions(extra ...string) []string {
+	return walkOptions(append([]string{"dm.use_deferred_removal=false", "dm.use_deferred_deletion=false"}, extra...)...)
+}
+
+var applyTar = sync.OnceValue(func() []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "applied/", Typeflag: tar.TypeDir, Mode: 0o755})
+	body := bytes.Repeat([]byte("layer data "), 4096)
+	for i := 0; i < 8; i++ {
+		_ = tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("applied/f%d", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
+		_, _ = tw.Write(body)
+	}
+	_ = tw.Close()
+	return buf.Bytes()
+})
+
+func getIDs(ids ...string) func(gd.Driver) []string {
+	return func(d gd.Driver) []string {
+		for _, id := range ids {
+			if _, err := d.Get(id, ""); err != nil {
+				panic(fmt.Sprintf("pre-step Get %s: %v", id, err))
+			}
+		}
+		return ids
+	}
+}
+
+func initWith(opts []string) func(string, gd.Driver) (gd.Driver, error) {
+	return func(home string, _ gd.Driver) (gd.Driver, error) { return gd.Init(home, opts, gd.IdentityMapping{}) }
+}
+
+func onDriver(f func(d gd.Driver) error) func(string, gd.Driver) (gd.Driver, error) {
+	return func(_ string, d gd.Driver) (gd.Driver, error) { return d, f(d) }
+}
+
+var crashOps = []crashOp{
+	{name: "base", template: "empty", opts: crashOptions(), initOp: true, run: initWith(crashOptions())},
+	{name: "basesize", template: "keep", opts: crashOptions("dm.basesize=256MB"), initOp: true, grownTo: 256 << 20,
+		run: initWith(crashOptions("dm.basesize=256MB"))},
+	{name: "create", template: "keep", opts: crashOptions(), creates: true,
+		run: onDriver(func(d gd.Driver) error { return d.Create("victim", "keep", nil) })},
+	{name: "createrw-on-mounted", template: "keep", opts: crashOptions(), creates: true, pre: getIDs("keep"),
+		run: onDriver(func(d gd.Driver) error { return d.CreateReadWrite("victim", "keep", nil) })},
+	{name: "create-sized", template: "keep", opts: crashOptions(), creates: true, grownTo: 256 << 20,
+		run: onDriver(func(d gd.Driver) error {
+			return d.Create("victim", "keep", &gd.CreateOpts{StorageOpt: map[string]string{"size": "256MB"}})
+		})},
+	// next_device_id is stale (as after a crash): the first id tried
+	// belongs to another layer, and the create may die holding it.
+	{name: "create-stale-id", template: "stale", opts: crashOptions(), creates: true,
+		run: onDriver(func(d gd.Driver) error { return d.Create("victim", "keep", nil) })},
+	{name: "get", template: "victim", opts: crashOptions(),
+		run: onDriver(func(d gd.Driver) error { _, err := d.Get("victim", ""); return err })},
+	{name: "put", template: "victim", opts: crashOptions(), pre: getIDs("victim"),
+		run: onDriver(func(d gd.Driver) error { return d.Put("victim") })},
+	{name: "applydiff", template: "victim", opts: crashOptions(),
+		run: onDriver(func(d gd.Driver) error {
+			_, err := d.ApplyDiff("victim", "keep", bytes.NewReader(applyTar()))
+			return err
+		})},
+	{name: "remove", template: "victim", opts: crashOptions(), removes: true,
+		run: onDriver(func(d gd.Driver) error { return d.Remove("victim") })},
+	// Deferred removal and deletion on, the device open (here, mounted):
+	// the delete fails busy and is left to the worker.
+	{name: "remove-busy-deferred", template: "victim", opts: walkOptions(), removes: true, pre: getIDs("victim"),
+		run: onDriver(func(d gd.Driver) error { return d.Remove("victim") })},
+}
+
+func findCrashOp(name string) crashOp {
+	for _, op := range crashOps {
+		if op.name == name {
+			return op
+		}
+	}
+	panic("no crash op " + name)
+}
+
+// hit is the nth pass (from 1) of a fault point.
+type hit struct {
+	point string
+	n     int
+}
+
+func (h hit) String() string { return h.point + "#" + strconv.Itoa(h.n) }
+
+func parseHit(s string) hit {
+	p, n, _ := strings.Cut(s, "#")
+	k, _ := strconv.Atoi(n)
+	return hit{p, k}
 }
 
 // crashChild is the child's side, run from TestMain instead of the tests:
 // open the home and run the operation until the armed point kills us.
 func crashChild(home string) {
-	d, err := gd.Init(home, crashOptions(), gd.IdentityMapping{})
-	if err == nil {
-		switch os.Getenv(envCrashOp) {
-		case "create", "create-stale-id":
-			err = d.Create("victim", "keep", nil)
-		case "remove":
-			err = d.Remove("victim")
+	op, h := findCrashOp(os.Getenv(envCrashOp)), parseHit(os.Getenv(envCrashPoint))
+	var d gd.Driver
+	var err error
+	if !op.initOp {
+		if d, err = gd.Init(home, op.opts, gd.IdentityMapping{}); err == nil && op.pre != nil {
+			op.pre(d)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "crash child: fault point never reached (err: %v)\n", err)
+	if err == nil {
+		deviceset.ArmFault(h.point, h.n, true)
+		_, err = op.run(home, d)
+	}
+	fmt.Fprintf(os.Stderr, "crash child: %s never reached %s (err: %v)\n", op.name, h, err)
 	os.Exit(3)
 }
 
-func crashOptions() []string {
-	return testOptions("ext4", "dm.use_deferred_removal=false", "dm.use_deferred_deletion=false")
-}
-
-func TestCrashDuringCreateAndRemove(t *testing.T) {
-	walked := 0
-	for _, op := range []string{"create", "create-stale-id", "remove"} {
-		for _, point := range crashOps[op] {
-			t.Run(op+"@"+point, func(t *testing.T) {
-				crashAt(t, op, point)
-				walked++
-			})
+func TestCrashWalk(t *testing.T) {
+	w := newWalk(t)
+	points := map[string]bool{}
+	for _, op := range crashOps {
+		hits := w.record(t, op)
+		for _, h := range hits {
+			points[h.point] = true
+			for _, kill := range []bool{true, false} {
+				mode := map[bool]string{true: "kill", false: "fail"}[kill]
+				t.Run(op.name+"/"+h.String()+"/"+mode, func(t *testing.T) { w.combo(t, op, h, kill) })
+			}
+		}
+		w.steps += len(hits)
+	}
+	for _, p := range deviceset.FaultPoints() {
+		if !points[p] {
+			t.Errorf("fault point %s is reached by no operation of the walk", p)
 		}
 	}
-	t.Logf("crash walk: %d operation x fault point combinations, each killed and recovered", walked)
+	t.Logf("crash walk: %d operations, %d steps (%d distinct fault points), %d runs (%d killed, %d failed): "+
+		"%d leaked devices, %d lost layers, %d stale mounts, %d unfinished grows, thin_check clean %d/%d",
+		len(crashOps), w.steps, len(points), w.runs, w.kills, w.runs-w.kills,
+		w.leaked, w.lost, w.staleMounts, w.grows, w.thinChecks, w.runs)
 }
 
-func crashAt(t *testing.T, op, point string) {
-	home := t.TempDir()
-	d := newDriver(t, home, crashOptions())
-	mustCreate(t, d, "keep", "")
-	writeFile(t, get(t, d, "keep")+"/data", "precious", 0o644, 0, 0)
-	put(t, d, "keep")
-	if op == "remove" {
-		mustCreate(t, d, "victim", "keep")
-	}
-	keepTree := treeOf(t, get(t, d, "keep"))
-	put(t, d, "keep")
-	must(t, d.Cleanup())
-	if op == "create-stale-id" {
-		staleNextID(t, home)
-	}
-
-	runChildUntilKilled(t, home, op, point)
-
-	d2 := newDriver(t, home, crashOptions())
-	checkPoolMatchesMetadata(t, d2, home)
-	if diff := diffTrees(keepTree, treeOf(t, get(t, d2, "keep"))); len(diff) > 0 {
-		t.Fatalf("layer keep changed by the crash: %v", diff)
-	}
-	put(t, d2, "keep")
-	if d2.Exists("victim") { // whole, if there at all
-		if b, err := os.ReadFile(get(t, d2, "victim") + "/data"); err != nil || string(b) != "precious" {
-			t.Fatalf("victim survived the crash but reads %q, %v", b, err)
+// record runs op once, in this process, and returns the fault points it
+// passes in order.
+func (w *walk) record(t *testing.T, op crashOp) []hit {
+	home := w.fresh(t, op.template)
+	var d gd.Driver
+	if !op.initOp {
+		d = newDriver(t, home, op.opts)
+		if op.pre != nil {
+			op.pre(d)
 		}
-		put(t, d2, "victim")
 	}
-	checkNoMountsUnder(t, home)
+	var mu sync.Mutex
+	var hits []hit
+	seen := map[string]int{}
+	deviceset.SetFaultHook(func(p string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[p]++
+		hits = append(hits, hit{p, seen[p]})
+		return nil
+	})
+	d2, err := op.run(home, d)
+	deviceset.SetFaultHook(nil)
+	if err != nil {
+		t.Fatalf("%s without faults: %v", op.name, err)
+	}
 	must(t, d2.Cleanup())
-	thinCheck(t, filepath.Join(home, "devicemapper", "metadata"))
+	if len(hits) == 0 {
+		t.Fatalf("%s passes no fault point", op.name)
+	}
+	return hits
 }
 
-// staleNextID rewinds the home's next_device_id so the next id tried is
-// the base device's.
-func staleNextID(t *testing.T, home string) {
-	p := filepath.Join(home, "metadata", "deviceset-metadata")
-	b, err := os.ReadFile(p)
-	must(t, err)
-	var m map[string]any
-	must(t, json.Unmarshal(b, &m))
-	m["next_device_id"] = 0
-	b, err = json.Marshal(m)
-	must(t, err)
-	must(t, os.WriteFile(p, b, 0o600))
+// combo runs op to step h, killed or failing there, then recovers and checks.
+func (w *walk) combo(t *testing.T, op crashOp, h hit, kill bool) {
+	t0 := time.Now()
+	home := w.fresh(t, op.template)
+	t.Logf("TIMING fresh %v", time.Since(t0)); t0 = time.Now()
+	if kill {
+		runChildUntilKilled(t, home, op.name, h)
+	} else {
+		w.failInProcess(t, home, op, h)
+	}
+	t.Logf("TIMING op %v", time.Since(t0)); t0 = time.Now()
+	w.recoverAndCheck(t, home, op)
+	t.Logf("TIMING check %v", time.Since(t0)); t0 = time.Now()
 }
 
-func runChildUntilKilled(t *testing.T, home, op, point string) {
+// failInProcess runs op with step h failing; the same driver must go on
+// working, and then shut down cleanly.
+func (w *walk) failInProcess(t *testing.T, home string, op crashOp, h hit) {
+	var d gd.Driver
+	var held []string
+	if !op.initOp {
+		d = newDriver(t, home, op.opts)
+		if op.pre != nil {
+			held = op.pre(d)
+		}
+	}
+	deviceset.ArmFault(h.point, h.n, false)
+	d2, err := op.run(home, d)
+	deviceset.SetFaultHook(nil)
+	if err != nil && !errors.Is(err, deviceset.ErrInjected) {
+		t.Errorf("%s failing at %s: error does not carry the injected fault: %v", op.name, h, err)
+	}
+	if d2 == nil {
+		return // Init failed: nothing is open
+	}
+	for _, id := range held {
+		_ = d2.Put(id) // the op may have been this Put
+	}
+	if op.template != "empty" {
+		// The driver goes on: a layer can be made and removed.
+		if err := d2.Create("after", "keep", nil); err != nil {
+			t.Errorf("Create after %s failed at %s: %v", op.name, h, err)
+		} else if err := d2.Remove("after"); err != nil {
+			t.Errorf("Remove after %s failed at %s: %v", op.name, h, err)
+		}
+	}
+	if err := d2.Cleanup(); err != nil {
+		t.Errorf("Cleanup after %s failed at %s: %v", op.name, h, err)
+	}
+}
+
+func runChildUntilKilled(t *testing.T, home, op string, h hit) {
 	exe, err := os.Executable()
 	must(t, err)
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envCrashHome+"="+home, envCrashOp+"="+op, deviceset.EnvFault+"="+point+"=kill")
+	cmd.Env = append(os.Environ(), envCrashHome+"="+home, envCrashOp+"="+op, envCrashPoint+"="+h.String())
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child was not killed at %s (%v):\n%s", point, err, out)
-	}
-}
-
-// checkPoolMatchesMetadata compares the thin ids in the pool's metadata
-// (a metadata snapshot read by thin_dump) with those our DevInfos name.
-func checkPoolMatchesMetadata(t *testing.T, d gd.Driver, home string) {
-	t.Helper()
-	ours := devInfoIDs(t, home)
-	pool := poolThinIDs(t, d)
-	if !reflect.DeepEqual(ours, pool) {
-		t.Fatalf("pool holds thin ids %v, DevInfo files name %v", pool, ours)
-	}
-}
-
-func devInfoIDs(t *testing.T, home string) []int {
-	entries, err := os.ReadDir(filepath.Join(home, "metadata"))
-	must(t, err)
-	var ids []int
-	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") || n == "transaction-metadata" || n == "deviceset-metadata" {
-			continue
-		}
-		var info struct {
-			DeviceID int `json:"device_id"`
-		}
-		b, err := os.ReadFile(filepath.Join(home, "metadata", n))
-		must(t, err)
-		must(t, json.Unmarshal(b, &info))
-		ids = append(ids, info.DeviceID)
-	}
-	sort.Ints(ids)
-	return ids
-}
-
-var devIDRe = regexp.MustCompile(`<device dev_id="(\d+)"`)
-
-func poolThinIDs(t *testing.T, d gd.Driver) []int {
-	pool, metaDev := statusRow(d, "Pool Name"), statusRow(d, "Metadata file")
-	c, err := dm.Open()
-	must(t, err)
-	defer c.Close()
-	must(t, c.ReserveMetadataSnap(pool))
-	defer func() { must(t, c.ReleaseMetadataSnap(pool)) }()
-	out, err := exec.Command("thin_dump", "-m", metaDev).Output()
-	if err != nil {
-		t.Fatalf("thin_dump -m %s: %v", metaDev, err)
-	}
-	var ids []int
-	for _, m := range devIDRe.FindAllSubmatch(out, -1) {
-		id, _ := strconv.Atoi(string(m[1]))
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
-	return ids
-}
-
-func checkNoMountsUnder(t *testing.T, home string) {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(home))
-	must(t, err)
-	if len(mounts) != 0 {
-		t.Fatalf("mounts left under the home: %v", mounts[0].Mountpoint)
-	}
-}
-
-// thinCheck runs thin_check on a pool's metadata file once the pool is
-// down. thin_check opens with O_DIRECT, which tmpfs refuses: go through a
-// read-only loop device.
-func thinCheck(t *testing.T, file string) {
-	t.Helper()
-	loop, err := loopback.Attach(file, loopback.Options{ReadOnly: true})
-	must(t, err)
-	defer loop.Detach()
-	if out, err := exec.Command("thin_check", loop.Path).CombinedOutput(); err != nil {
-		t.Fatalf("thin_check %s: %v\n%s", file, err, out)
+		t.Fatalf("child was not killed at %s (%v):\n%s", h, err, out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/thinlayer/thinlayer/deviceset"
 	"github.com/thinlayer/thinlayer/fsutil"
 )
 
@@ -109,9 +110,32 @@ func (d *driver) ApplyDiff(id, parent string, diff io.Reader) (size int64, err e
 		return 0, fmt.Errorf("apply diff to layer %q: %w", id, err)
 	}
 	defer stream.Close()
-	size, err = fsutil.ApplyLayer(root, stream, fsutil.ApplyOptions{IDMap: d.idMap})
+	if err := deviceset.FaultPoint("applydiff.untar"); err != nil {
+		return 0, err
+	}
+	size, err = fsutil.ApplyLayer(root, &faultAfter{r: stream, n: 32 << 10}, fsutil.ApplyOptions{IDMap: d.idMap})
 	if err != nil {
 		return size, fmt.Errorf("apply diff to layer %q: %w", id, err)
 	}
 	return size, nil
+}
+
+// faultAfter passes the "applydiff.midstream" fault point once n bytes of
+// the layer have been read: a crash walk can stop an apply half-way.
+type faultAfter struct {
+	r    io.Reader
+	n    int64
+	done bool
+}
+
+func (f *faultAfter) Read(p []byte) (int, error) {
+	if !f.done && f.n <= 0 {
+		f.done = true
+		if err := deviceset.FaultPoint("applydiff.midstream"); err != nil {
+			return 0, err
+		}
+	}
+	k, err := f.r.Read(p)
+	f.n -= int64(k)
+	return k, err
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	units "github.com/docker/go-units"
@@ -20,9 +19,23 @@ import (
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
 
+// layerStore is what the driver needs of a DeviceSet. Host tests put a
+// fake behind it to race-test the driver's own locking and counting, which
+// the race detector cannot watch inside User-Mode Linux.
+type layerStore interface {
+	AddDevice(hash, baseHash string, storageOpt map[string]string) error
+	DeleteDevice(hash string, syncDelete bool) error
+	MountDevice(hash, path, mountLabel string) error
+	UnmountDevice(hash, path string) error
+	HasDevice(hash string) bool
+	Metadata(hash string) (deviceset.DeviceMetadata, error)
+	Status() (deviceset.Status, error)
+	Shutdown() error
+}
+
 type driver struct {
 	home  string
-	ds    *deviceset.DeviceSet
+	ds    layerStore
 	idMap IdentityMapping
 
 	ids    keylock.Locks // per id; taken before any DeviceSet lock
@@ -70,15 +83,10 @@ func (d *driver) String() string { return DriverName }
 
 // validID rejects ids that could not be a file name under the home.
 func validID(id string) error {
-	switch {
-	case id == "", id == ".", id == "..", id == "base":
-		return fmt.Errorf("%w: %q", ErrInvalidID, id)
-	case len(id) > 255:
-		return fmt.Errorf("%w: %d bytes long (255 at most)", ErrInvalidID, len(id))
-	case strings.ContainsAny(id, "/\x00"), strings.HasPrefix(id, "."):
-		return fmt.Errorf("%w: %q contains '/', NUL or starts with '.'", ErrInvalidID, id)
+	if id == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidID)
 	}
-	return nil
+	return deviceset.CheckHash(id)
 }
 
 func (d *driver) CreateReadWrite(id, parent string, opts *CreateOpts) error {
@@ -103,11 +111,12 @@ func (d *driver) Create(id, parent string, opts *CreateOpts) error {
 	return d.ds.AddDevice(id, parent, storageOpt)
 }
 
-// Remove deletes a layer; an unknown id is not an error. A mounted layer
-// fails with an error matching unix.EBUSY.
+// Remove deletes a layer; an unknown id is not an error, an invalid one
+// is. A mounted layer fails with an error matching unix.EBUSY (with
+// deferred deletion it is marked deleted instead).
 func (d *driver) Remove(id string) error {
-	if validID(id) != nil {
-		return nil
+	if err := validID(id); err != nil {
+		return err
 	}
 	d.ids.Lock(id)
 	defer d.ids.Unlock(id)
@@ -156,7 +165,10 @@ func (d *driver) mount(id, mp, mountLabel string) error {
 	if err := d.ds.MountDevice(id, mp, mountLabel); err != nil {
 		return err
 	}
-	err = mkdirOwned(filepath.Join(mp, "rootfs"), uid, gid)
+	err = deviceset.FaultPoint("get.prepare")
+	if err == nil {
+		err = mkdirOwned(filepath.Join(mp, "rootfs"), uid, gid)
+	}
 	if err == nil {
 		err = writeIDFile(filepath.Join(mp, "id"), id)
 	}
@@ -202,7 +214,19 @@ func (d *driver) Put(id string) error {
 		d.count(id, +1)
 		return fmt.Errorf("put layer %q: not mounted", id)
 	}
-	return d.ds.UnmountDevice(id, d.mountPoint(id))
+	err := d.ds.UnmountDevice(id, d.mountPoint(id))
+	if err != nil && stillMounted(d.mountPoint(id)) {
+		d.count(id, +1) // still ours: a later Put tries again, a Get reuses it
+	}
+	return err
+}
+
+// stillMounted says whether a failed unmount left dir mounted; when that
+// cannot be told, it is taken as mounted (a second mount on top would be
+// worse than a Put to repeat).
+func stillMounted(dir string) bool {
+	m, err := mountinfo.Mounted(dir)
+	return m || (err != nil && !errors.Is(err, os.ErrNotExist))
 }
 
 func (d *driver) count(id string, delta int) int {

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/thinlayer/thinlayer/deviceset"
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/thinmeta"
+)
+
+// poolView is what the pool's own metadata says: every thin device it
+// holds, whoever names it.
+type poolView struct {
+	devices   map[uint32]thinmeta.Device
+	blockSize uint64 // bytes per data block
+	problems  []thinmeta.Problem
+}
+
+// readPool reads the pool's metadata. A live read-write pool is read
+// through a metadata snapshot (reserve_metadata_snap, released after); a
+// pool brought up read-only changes nothing on its metadata, which is read
+// directly from its backing file. usage walks every mapping tree for
+// exclusive and shared blocks; check runs the metadata's own checks.
+func readPool(ds *deviceset.DeviceSet, usage, check bool) (*poolView, error) {
+	ctl, err := dm.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close()
+	m, release, err := openPoolMetadata(ctl, ds.PoolName())
+	if err != nil {
+		return nil, fmt.Errorf("read metadata of pool %s: %w", ds.PoolName(), err)
+	}
+	defer func() { _ = release() }()
+	defer m.Close()
+	list := m.Devices
+	if usage {
+		list = m.DevicesWithUsage
+	}
+	devs, err := list()
+	if err != nil {
+		return nil, fmt.Errorf("read thin devices of pool %s: %w", ds.PoolName(), err)
+	}
+	v := &poolView{devices: make(map[uint32]thinmeta.Device, len(devs)),
+		blockSize: uint64(m.Superblock().DataBlockSize) * dm.SectorSize}
+	for _, d := range devs {
+		v.devices[d.ID] = d
+	}
+	if check {
+		v.problems = m.Check()
+	}
+	return v, nil
+}
+
+func openPoolMetadata(ctl *dm.Control, pool string) (*thinmeta.Metadata, func() error, error) {
+	ro, err := poolIsReadOnly(ctl, pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ro {
+		return thinmeta.OpenLive(ctl, pool, "")
+	}
+	file, err := metadataBackingFile(ctl, pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := thinmeta.Open(file)
+	return m, func() error { return nil }, err
+}
+
+// metadataBackingFile is the file under the loop device a read-only pool
+// keeps its metadata on. The loop device itself is held by the pool, and
+// thinmeta.Open opens devices exclusively.
+func metadataBackingFile(ctl *dm.Control, pool string) (string, error) {
+	table, err := ctl.Table(pool)
+	if err != nil {
+		return "", err
+	}
+	tp, err := dm.ParseThinPool(table[0].Params)
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile("/sys/dev/block/" + tp.MetadataDev + "/loop/backing_file")
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("metadata device %s of read-only pool %s is not a loop device: reading it is not supported", tp.MetadataDev, pool)
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// bytes is a block count in bytes.
+func (v *poolView) bytes(blocks uint64) *uint64 {
+	n := blocks * v.blockSize
+	return &n
+}

@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/thinlayer/thinlayer/deviceset"
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/graphdriver"
+)
+
+// Export writes layer id as a tar to w: its whole tree, or with parent its
+// changes over parent (whiteouts for deletions), as Moby's Diff does. The
+// home is opened read-only. It returns the bytes written.
+func (h Home) Export(id, parent string, w io.Writer) (n int64, err error) {
+	err = h.look(func(ds *deviceset.DeviceSet) error {
+		root, release, err := mountForRead(ds, hashOf(id))
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, release()) }()
+		rc, err := exportStream(ds, root, parent)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		n, err = copyWithProgress(w, rc, h.bar(-1, "export "+id))
+		if err != nil {
+			return fmt.Errorf("export layer %q: %w", id, err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+func exportStream(ds *deviceset.DeviceSet, root, parent string) (rc io.ReadCloser, err error) {
+	if parent == "" {
+		return fsutil.TarTree(root, fsutil.IdentityMapping{})
+	}
+	parentRoot, release, err := mountForRead(ds, hashOf(parent))
+	if err != nil {
+		return nil, fmt.Errorf("parent: %w", err)
+	}
+	// The changes are known once compared; the tar reads only root.
+	defer func() { err = errors.Join(err, release()) }()
+	changes, err := fsutil.Changes(root, parentRoot)
+	if err != nil {
+		return nil, fmt.Errorf("compare with parent %q: %w", parent, err)
+	}
+	return fsutil.ExportChanges(root, changes, fsutil.IdentityMapping{})
+}
+
+// mountForRead gives the directory of a layer's files (its rootfs/). A
+// layer already mounted (by `thinlayer mount`, say) is read where it is:
+// mounting the same filesystem again with other flags would fail. Else it
+// is mounted on a private directory until release.
+func mountForRead(ds *deviceset.DeviceSet, hash string) (root string, release func() error, err error) {
+	md, err := ds.Metadata(hash)
+	if err != nil {
+		return "", nil, err
+	}
+	if root, ok := mountedRoot(md.DeviceName); ok {
+		return root, func() error { return nil }, nil
+	}
+	staging, err := os.MkdirTemp("", "thinlayer-read-")
+	if err != nil {
+		return "", nil, err
+	}
+	if err := ds.MountDevice(hash, staging, ""); err != nil {
+		os.Remove(staging)
+		return "", nil, err
+	}
+	release = func() error { return ds.UnmountDevice(hash, staging) }
+	root = filepath.Join(staging, "rootfs")
+	if _, err := os.Lstat(root); errors.Is(err, os.ErrNotExist) {
+		// Never mounted by a driver: no rootfs/, an empty tree.
+		empty, err := os.MkdirTemp("", "thinlayer-empty-")
+		if err != nil {
+			return "", nil, errors.Join(err, release())
+		}
+		unmount := release
+		release = func() error { return errors.Join(os.Remove(empty), unmount()) }
+		root = empty
+	}
+	return root, release, nil
+}
+
+// mountedRoot is where an active device's rootfs/ is already mounted.
+func mountedRoot(device string) (string, bool) {
+	ctl, err := dm.Open()
+	if err != nil {
+		return "", false
+	}
+	defer ctl.Close()
+	info, err := ctl.Info(device)
+	if err != nil {
+		return "", false
+	}
+	mounts, err := fsutil.MountsOfDevice(info.Major, info.Minor)
+	if err != nil {
+		return "", false
+	}
+	for _, m := range mounts {
+		switch m.Root {
+		case "/":
+			return filepath.Join(m.Mountpoint, "rootfs"), true
+		case "/rootfs":
+			return m.Mountpoint, true
+		}
+	}
+	return "", false
+}
+
+// Import creates layer id on parent ("" for the base) and applies the tar
+// r holds (plain, gzip or zstd) to it; size is r's length for the progress
+// bar, -1 if unknown. A failed import removes the layer again. It returns
+// the bytes of file content written.
+func (h Home) Import(id, parent string, r io.Reader, size int64) (n int64, err error) {
+	if err := h.prepareWrite(needIdle); err != nil {
+		return 0, err
+	}
+	d, err := graphdriver.Init(h.dir(), h.options(), graphdriver.IdentityMapping{})
+	if err != nil {
+		return 0, fmt.Errorf("open home %s: %w", h.dir(), err)
+	}
+	defer func() { err = errors.Join(err, d.Cleanup()) }()
+	if err := d.Create(id, parent, nil); err != nil {
+		return 0, fmt.Errorf("import layer %q: %w", id, err)
+	}
+	bar := h.bar(size, "import "+id)
+	if bar != nil {
+		r = io.TeeReader(r, bar)
+	}
+	n, err = d.ApplyDiff(id, parent, r)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err != nil {
+		return n, errors.Join(err, d.Remove(id))
+	}
+	return n, nil
+}
+
+// bar is a progress bar on h.Progress, or nil when there is none.
+func (h Home) bar(total int64, what string) *progressbar.ProgressBar {
+	if h.Progress == nil {
+		return nil
+	}
+	out := h.Progress
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(out),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionFullWidth(),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }))
+}
+
+func copyWithProgress(w io.Writer, r io.Reader, bar *progressbar.ProgressBar) (int64, error) {
+	if bar == nil {
+		return io.Copy(w, r)
+	}
+	n, err := io.Copy(io.MultiWriter(w, bar), r)
+	_ = bar.Finish()
+	return n, err
+}

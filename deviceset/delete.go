@@ -1,0 +1,167 @@
+package deviceset
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
+)
+
+// DeleteDevice removes a layer: its device is deactivated (EBUSY if still
+// mounted or open), then its thin device and DevInfo go in one transaction.
+// With deferred deletion (and not syncDelete) a device still open elsewhere
+// is marked deleted instead, and removed by the worker once closed.
+func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
+	if ds.ro {
+		return fmt.Errorf("remove layer %q: %w", hash, ErrReadOnly)
+	}
+	ds.layers.Lock(hash)
+	defer ds.layers.Unlock(hash)
+	info, err := ds.lookup(hash)
+	if err != nil {
+		return fmt.Errorf("remove layer %q: %w", hash, err)
+	}
+	// Deferred removal only pays off together with deferred deletion;
+	// otherwise the pool's delete would just find the device still open.
+	if err := ds.deactivateMode(hash, ds.cfg.DeferredRemove && ds.cfg.DeferredDelete); err != nil {
+		return fmt.Errorf("remove layer %q: deactivate device %s: %w", hash, ds.deviceName(hash), err)
+	}
+	ds.txMu.Lock()
+	err = ds.deleteTx(info, ds.cfg.DoBlkDiscard)
+	ds.txMu.Unlock()
+	if ds.deferDelete(err, syncDelete) {
+		ds.log.WithField("hash", hash).Debug("device busy: deletion deferred")
+		return ds.markDeleted(info)
+	}
+	if err != nil {
+		return fmt.Errorf("remove layer %q: %w", hash, err)
+	}
+	ds.forget(hash)
+	ds.log.WithFields(logrus.Fields{"hash": hash, "device_id": info.DeviceID}).Debug("deleted")
+	return nil
+}
+
+// deleteTx deletes a layer's thin device and DevInfo in one transaction,
+// discarding its blocks first when asked. The discard destroys the layer's
+// data, so it comes after the intent: a failure from there on finishes the
+// delete (here, or at the next start). A thin id another DevInfo names too
+// is left in the pool: only this layer's record goes. Called with txMu held
+// and the device inactive.
+func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool) error {
+	if err := ds.beginTx(); err != nil {
+		return err
+	}
+	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash, DeviceID: info.DeviceID}
+	owner, shared := ds.index().other(info.DeviceID, info.Hash)
+	if err := faultPoint("delete.intent"); err != nil {
+		return err
+	}
+	if err := ds.store.saveTransaction(t); err != nil {
+		return err
+	}
+	if shared {
+		ds.log.WithFields(logrus.Fields{"hash": info.Hash, "device_id": info.DeviceID, "other": owner}).
+			Warn("thin id named by another layer too: keeping the thin device")
+	} else if destroyed, err := ds.deleteThin(info, discard); err != nil {
+		if !destroyed {
+			return ds.withdraw(t, err)
+		}
+		ds.settleFailed(t) // the data is gone: finish the delete
+		if ds.unsettled {
+			return err
+		}
+		return nil
+	}
+	if err := ds.commitTx(t, func() error { return ds.store.removeDevice(info.Hash) }); err != nil {
+		ds.settleFailed(t)
+		if ds.unsettled {
+			return err
+		}
+	}
+	ds.index().remove(info.DeviceID, info.Hash)
+	return nil
+}
+
+// deleteThin discards (if asked) and deletes the layer's thin device. It
+// reports whether the layer's data was destroyed on the way.
+func (ds *DeviceSet) deleteThin(info *DevInfo, discard bool) (destroyed bool, err error) {
+	if discard {
+		if err := faultPoint("delete.discard"); err != nil {
+			return false, err
+		}
+		if destroyed, err = ds.discard(info); err != nil {
+			return destroyed, err
+		}
+	}
+	if err := faultPoint("delete.message"); err != nil {
+		return destroyed, err
+	}
+	err = ds.dm.DeleteThin(ds.pool.name, uint32(info.DeviceID))
+	if errors.Is(err, dm.ErrNoThinDevice) {
+		err = nil // a DevInfo whose device is missing: its record still goes
+	}
+	return destroyed, err
+}
+
+// withdraw closes the intent of a delete that did not happen (the layer is
+// whole), or the next start would finish a delete the caller was told had
+// failed. If even that fails, the next transaction settles it first.
+func (ds *DeviceSet) withdraw(t transaction, cause error) error {
+	err := faultPoint("delete.withdraw")
+	if err == nil {
+		t.OpenTransactionID = ds.txID
+		err = ds.store.saveTransaction(t)
+	}
+	if err != nil {
+		ds.unsettled = true
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// discard issues BLKDISCARD over the whole (inactive) device, so that a
+// loopback data file gets its space back: deleting a thin device frees its
+// blocks in the pool but tells the data device nothing (dm.blkdiscard).
+// A device that is still active is open somewhere — a mount elsewhere would
+// lose its data — and is left alone. It reports whether it discarded.
+func (ds *DeviceSet) discard(info *DevInfo) (bool, error) {
+	name := ds.deviceName(info.Hash)
+	if _, err := ds.dm.Info(name); err == nil {
+		return false, nil
+	}
+	dev, err := ds.activate(info)
+	if err != nil {
+		return false, err
+	}
+	discarded := false
+	if err = faultPoint("delete.discarding"); err == nil {
+		discarded, err = blkDiscard(dev, info.Size)
+	}
+	if rerr := ds.dm.Remove(name, udevFlags); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return discarded, err
+}
+
+func blkDiscard(dev string, size uint64) (bool, error) {
+	// O_EXCL: a mount that races us in gets EBUSY, and so do we.
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_CLOEXEC|unix.O_EXCL, 0)
+	if errors.Is(err, unix.EBUSY) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	rng := [2]uint64{0, size}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&rng)))
+	if errno != 0 && errno != unix.EOPNOTSUPP {
+		return true, fmt.Errorf("discard %s: %w", dev, errno)
+	}
+	return errno == 0, nil
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# make bench: thinlayer side by side with Moby v24.0.9's devicemapper driver
+# (the peer) and the floor, in the test harness's kernel (User-Mode Linux
+# where the host has no dm-thin), without udev and with udevd running.
+# Prints the tables of docs/benchmarks.md; the raw go test output is kept
+# in $BENCH_OUT (bench/out by default).
+#
+# libdevmapper decides once per process whether udev runs, so each udev
+# condition runs in a process (and kernel boot) of its own, and so does each
+# group of scenarios with its own iteration count:
+#   quick: milliseconds an iteration          BENCH_QUICK   (default 8x, 3 rounds)
+#   files: ~a second an iteration (file work) BENCH_FILES   (default 2x, 2 rounds)
+#   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 1 round)
+# A round runs a scenario on every driver in turn; go test's "Nx" runs one
+# iteration more to start with, which is not counted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${BENCH_OUT:-bench/out}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+raw=$out/bench.txt
+: >"$raw"
+export THINLAYER_REQUIRE_KERNEL=1
+read -r quick_bt quick_rounds <<<"${BENCH_QUICK:-8x 3}"
+read -r files_bt files_rounds <<<"${BENCH_FILES:-2x 2}"
+read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 1}"
+# Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
+# layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
+peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
+conditions=${BENCH_CONDITIONS:-NoUdev Udev}
+
+start=$(date +%s)
+{
+	echo "# make bench, $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "# host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee -a "$raw"
+(cd bench && go test -c -o "$out/bench.test" .)
+
+run() { # condition pattern benchtime rounds [extra flags]
+	local cond=$1 pat=$2 bt=$3 rounds=$4
+	shift 4
+	echo "# $cond $pat -benchtime $bt -rounds $rounds (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$raw"
+	(cd bench && "$out/bench.test" -test.run '^$' -test.bench "^Benchmark$cond\$/^($pat)\$" \
+		-test.benchtime "$bt" -rounds "$rounds" -test.timeout 60m "$@") 2>&1 |
+		grep -v 'Udev sync is not supported' | tee -a "$raw"
+}
+
+for cond in $conditions; do
+	run "$cond" 'Exists|GetPutWarm|GetPutCold|CreateRemove|Lifecycle|ReadChain20' "$quick_bt" "$quick_rounds"
+	run "$cond" 'ApplyDiff100|DiffBase|Changes|DiffSize|ApplyDiff64M|Remove100' "$files_bt" "$files_rounds"
+	run "$cond" 'Init500|Init5000|Init10000' "$init_bt" "$init_rounds" -peer-init-max "$peer_init_max"
+done
+if grep -qE '^(--- FAIL|FAIL|panic)' "$raw"; then
+	echo "bench: a benchmark failed, see $raw" >&2
+	exit 1
+fi
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg); make bench took $(( $(date +%s) - start )) s" | tee -a "$raw"
+echo
+(cd bench && go run ./cmd/benchtable "$raw") | tee "$out/table.md"

@@ -75,7 +75,7 @@ func Main(args []string, env Env) int {
 		return ExitOK
 	}
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "thinlayer %s: %v\nusage: thinlayer %s %s (thinlayer help %s)\n", name, err, name, cmd.args, name)
+		fmt.Fprintf(env.Stderr, "thinlayer %s: %v\nusage: %s (thinlayer help %s)\n", name, err, cmd.synopsis(), name)
 		return ExitUsage
 	}
 	return report(name, cmd.run(c), env)
@@ -207,7 +207,11 @@ func usage(w io.Writer) {
 }
 
 func commandHelp(c command) string {
-	return fmt.Sprintf("usage: thinlayer %s %s\n\n%s\n%s%s", c.name, c.args, c.help, commonHelp, exitHelp)
+	return fmt.Sprintf("usage: %s\n\n%s\n%s%s", c.synopsis(), c.help, commonHelp, exitHelp)
+}
+
+func (c command) synopsis() string {
+	return strings.TrimSpace("thinlayer " + c.name + " " + c.args)
 }
 
 const commonHelp = `

@@ -199,6 +199,24 @@ func activeDevices(t *testing.T, home string) []string {
 	return names
 }
 
+// demoLeftovers names device-mapper devices a demo home leaves: the demo's
+// names start with docker- and hold a layer id of the demo.
+func demoLeftovers(t *testing.T) []string {
+	t.Helper()
+	ctl, err := dm.Open()
+	must(t, err)
+	defer ctl.Close()
+	devs, err := ctl.List()
+	must(t, err)
+	var left []string
+	for _, d := range devs {
+		if strings.HasSuffix(d.Name, "-demo-image") || strings.HasSuffix(d.Name, "-demo-container") {
+			left = append(left, d.Name)
+		}
+	}
+	return left
+}
+
 // injectOrphan creates thin device id in the home's pool with no DevInfo
 // naming it, as a crash between the pool message and the DevInfo write
 // (with the intent lost) would leave, and writes to it so it maps blocks.

@@ -195,6 +195,9 @@ func (h Home) ensureIdle(cfg deviceset.Config, activeOK bool) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNoDockerd(ctl, pool, ro); err != nil {
+		return err
+	}
 	if len(active) > 0 && (ro || !activeOK) {
 		return fmt.Errorf("%w: %s active: %s", ErrHomeBusy, plural(len(active), "layer device"), strings.Join(active, ", "))
 	}
@@ -202,6 +205,32 @@ func (h Home) ensureIdle(cfg deviceset.Config, activeOK bool) error {
 		return h.dropReadOnlyPool(ctl, pool)
 	}
 	return nil
+}
+
+// checkNoDockerd refuses a live read-write pool while dockerd runs: the
+// pool may be Docker's own, and Moby's driver takes no lock a writer meets.
+func checkNoDockerd(ctl *dm.Control, pool string, readOnly bool) error {
+	if up, _ := ctl.Exists(pool); !up || readOnly {
+		return nil
+	}
+	if pid := runningDockerd(); pid != 0 {
+		return fmt.Errorf("%w: dockerd (pid %d) is running and may be using pool %s", ErrHomeBusy, pid, pool)
+	}
+	return nil
+}
+
+// runningDockerd is the pid of a running dockerd, or 0.
+func runningDockerd() int {
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, c := range comms {
+		if b, err := os.ReadFile(c); err == nil && strings.TrimSpace(string(b)) == "dockerd" {
+			var pid int
+			if _, err := fmt.Sscanf(filepath.Base(filepath.Dir(c)), "%d", &pid); err == nil {
+				return pid
+			}
+		}
+	}
+	return 0
 }
 
 func poolName(prefix string, cfg deviceset.Config) string {

@@ -85,13 +85,19 @@ func metadataBackingFile(ctl *dm.Control, pool string) (string, error) {
 	}
 	b, err := os.ReadFile("/sys/dev/block/" + tp.MetadataDev + "/loop/backing_file")
 	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("metadata device %s of read-only pool %s is not a loop device: reading it is not supported", tp.MetadataDev, pool)
+		return "", fmt.Errorf("%w: metadata device %s of pool %s, brought up read-only, is not a loop device", errMetadataUnreadable, tp.MetadataDev, pool)
 	}
 	if err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// errMetadataUnreadable: the pool's metadata cannot be read where it is.
+// A pool brought up read-only refuses the metadata snapshot a live read
+// needs, and holds its metadata device, which thinmeta opens exclusively;
+// only a loop device's backing file can be read then.
+var errMetadataUnreadable = errors.New("pool metadata not readable here")
 
 // bytes is a block count in bytes.
 func (v *poolView) bytes(blocks uint64) *uint64 {

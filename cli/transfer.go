@@ -21,23 +21,30 @@ import (
 // home is opened read-only. It returns the bytes written.
 func (h Home) Export(id, parent string, w io.Writer) (n int64, err error) {
 	err = h.look(func(ds *deviceset.DeviceSet) error {
-		root, release, err := mountForRead(ds, hashOf(id))
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, release()) }()
-		rc, err := exportStream(ds, root, parent)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		n, err = copyWithProgress(w, rc, h.bar(-1, "export "+id))
-		if err != nil {
-			return fmt.Errorf("export layer %q: %w", id, err)
-		}
-		return nil
+		n, err = exportLayer(ds, id, parent, w, h.bar(-1, "export "+id))
+		return err
 	})
 	return n, err
+}
+
+func exportLayer(ds *deviceset.DeviceSet, id, parent string, w io.Writer, bar *progressbar.ProgressBar) (n int64, err error) {
+	root, release, err := mountForRead(ds, hashOf(id))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { err = errors.Join(err, release()) }()
+	rc, err := exportStream(ds, root, parent)
+	if err != nil {
+		return 0, err
+	}
+	n, err = copyWithProgress(w, rc, bar)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, fmt.Errorf("export layer %q: %w", id, err)
+	}
+	return n, nil
 }
 
 func exportStream(ds *deviceset.DeviceSet, root, parent string) (rc io.ReadCloser, err error) {

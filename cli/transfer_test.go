@@ -38,6 +38,18 @@ func TestExportImportRoundTrip(t *testing.T) {
 
 	raw, err := os.ReadFile(diff)
 	must(t, err)
+	var progress bytes.Buffer
+	withBar := h
+	withBar.Progress = &progress
+	var again bytes.Buffer
+	n, err := withBar.Export("mod", "img", &again)
+	must(t, err)
+	againFile := filepath.Join(dir, "again.tar")
+	must(t, os.WriteFile(againFile, again.Bytes(), 0o600))
+	if names := tarEntries(t, againFile); int(n) != again.Len() || !equalSet(names, tarEntries(t, diff)...) ||
+		!strings.Contains(progress.String(), "export mod") {
+		t.Fatalf("export with a progress bar: %d bytes, %v, bar %q", n, names, progress.String())
+	}
 	imports := []struct {
 		id, parent string
 		args       []string

@@ -32,7 +32,7 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	}
 	cur, err := ds.dm.Info(name)
 	if err == nil {
-		if reused, err := ds.reuse(cur); reused || err != nil {
+		if reused, err := ds.reuse(cur, info); reused || err != nil {
 			return dm.DevicePath(name), err
 		}
 	} else if !errors.Is(err, dm.ErrNotFound) {
@@ -41,9 +41,7 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	if err := faultPoint("activate"); err != nil {
 		return "", err
 	}
-	thin := dm.Thin{PoolDev: ds.pool.dev, DeviceID: uint32(info.DeviceID)}
-	table := []dm.TableLine{dm.Line(0, dm.BytesToSectors(info.Size), thin)}
-	cur, err = ds.dm.CreateAndLoad(name, "", table, udevFlags)
+	cur, err = ds.dm.CreateAndLoad(name, "", ds.thinTable(info), udevFlags)
 	if err != nil {
 		return "", fmt.Errorf("activate layer %q (thin id %d in pool %s): %w", info.Hash, info.DeviceID, ds.pool.name, err)
 	}
@@ -53,10 +51,15 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	return dm.DevicePath(name), ds.dm.EnsureNode(cur)
 }
 
+func (ds *DeviceSet) thinTable(info *DevInfo) []dm.TableLine {
+	thin := dm.Thin{PoolDev: ds.pool.dev, DeviceID: uint32(info.DeviceID)}
+	return []dm.TableLine{dm.Line(0, dm.BytesToSectors(info.Size), thin)}
+}
+
 // reuse takes over a device that is already active, cancelling its
 // deferred removal; it reports false when the device went meanwhile (at
 // its last close) or was never finished, and must be made anew.
-func (ds *DeviceSet) reuse(cur dm.Info) (bool, error) {
+func (ds *DeviceSet) reuse(cur dm.Info, info *DevInfo) (bool, error) {
 	if !cur.LiveTable { // a create killed before its table went live
 		if err := ds.dm.Remove(cur.Name, udevFlags); err != nil && !errors.Is(err, dm.ErrNotFound) {
 			return false, err
@@ -72,7 +75,28 @@ func (ds *DeviceSet) reuse(cur dm.Info) (bool, error) {
 			return false, err
 		}
 	}
+	if err := ds.fitTable(cur.Name, info); err != nil {
+		return false, err
+	}
 	return true, ds.dm.EnsureNode(cur)
+}
+
+// fitTable reloads an active device whose table is not the layer's size:
+// one left active (a failed deactivate) from before the layer grew would
+// otherwise hide the growth.
+func (ds *DeviceSet) fitTable(name string, info *DevInfo) error {
+	t, err := ds.dm.Table(name)
+	if err != nil {
+		return err
+	}
+	if len(t) == 1 && t[0].Length == dm.BytesToSectors(info.Size) {
+		return nil
+	}
+	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "size": info.Size}).Info("reloading active device at the layer's size")
+	if err := ds.dm.Load(name, ds.thinTable(info), false); err != nil {
+		return err
+	}
+	return ds.dm.Resume(name, udevFlags)
 }
 
 // deactivate removes the layer's thin device if active. With deferred

@@ -34,7 +34,7 @@ type deleter struct {
 }
 
 func (ds *DeviceSet) startDeleter() {
-	ds.deleter = newDeleter(func(h string) error { return ds.DeleteDevice(h, true) }, ds.markedDeleted, ds.log)
+	ds.deleter = newDeleter(ds.deleteMarked, ds.markedDeleted, ds.log)
 }
 
 func newDeleter(del func(string) error, pending func() []string, log *logrus.Entry) *deleter {
@@ -54,6 +54,13 @@ func (d *deleter) add(hash string) {
 	case d.kick <- struct{}{}:
 	default:
 	}
+}
+
+// drop unqueues a hash deleted by other means.
+func (d *deleter) drop(hash string) {
+	d.mu.Lock()
+	delete(d.queued, hash)
+	d.mu.Unlock()
 }
 
 func (d *deleter) count() int {

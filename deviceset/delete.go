@@ -17,12 +17,24 @@ import (
 // With deferred deletion (and not syncDelete) a device still open elsewhere
 // is marked deleted instead, and removed by the worker once closed.
 func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
+	return ds.deleteLayer(hash, syncDelete, false)
+}
+
+// deleteMarked is the deferred deletion worker's delete: only of a layer
+// still marked deleted. One deleted by a Remove since, and perhaps made
+// anew under the same id, is not the worker's any more.
+func (ds *DeviceSet) deleteMarked(hash string) error { return ds.deleteLayer(hash, true, true) }
+
+func (ds *DeviceSet) deleteLayer(hash string, syncDelete, onlyMarked bool) error {
 	if ds.ro {
 		return fmt.Errorf("remove layer %q: %w", hash, ErrReadOnly)
 	}
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
 	info, err := ds.lookup(hash)
+	if err == nil && onlyMarked && !info.Deleted {
+		err = fmt.Errorf("%w: %q is no longer marked deleted", ErrNotFound, hash)
+	}
 	if err != nil {
 		return fmt.Errorf("remove layer %q: %w", hash, err)
 	}
@@ -42,6 +54,9 @@ func (ds *DeviceSet) DeleteDevice(hash string, syncDelete bool) error {
 		return fmt.Errorf("remove layer %q: %w", hash, err)
 	}
 	ds.forget(hash)
+	if ds.deleter != nil {
+		ds.deleter.drop(hash) // deleted here: the worker must not find it again
+	}
 	ds.log.WithFields(logrus.Fields{"hash": hash, "device_id": info.DeviceID}).Debug("deleted")
 	return nil
 }

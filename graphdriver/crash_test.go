@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 	"testing"
 
 	"github.com/thinlayer/thinlayer/deviceset"
@@ -37,22 +37,50 @@ const (
 	envCrashHome  = "THINLAYER_CRASH_HOME"
 	envCrashOp    = "THINLAYER_CRASH_OP"
 	envCrashPoint = "THINLAYER_CRASH_POINT"
+	envCrashRun   = "THINLAYER_CRASH_RUN"
 )
 
-// crashOp is one operation of the walk, run on a copy of a template home.
+// crashOp is one operation of the walk. Its runs share one home (a copy
+// of its template), put back into the template's state before each run:
+// cheaper than a new home, with its mkfs, per run.
 type crashOp struct {
 	name     string
 	template string   // "empty", "keep" (layer keep), "victim" (keep, and victim on it), "stale"
-	opts     []string // options of every Init of the run
+	opts     []string // options of every Init of a run
 	initOp   bool     // the operation is Init itself
 	removes  bool     // victim may be gone (or marked deleted) afterwards
-	creates  bool     // victim may appear
-	grownTo  uint64   // victim's (or, for Init ops, the base's) filesystem size after recovery
+	grows    bool     // victim (or, for Init, the base) grows to grownTo
 	pre      func(d gd.Driver) []string
-	run      func(home string, d gd.Driver) (gd.Driver, error)
+	run      func(home string, d gd.Driver, opts []string) (gd.Driver, error)
+	// growBase: each run grows the base a step further, as the base
+	// cannot shrink back between runs.
+	growBase bool
 }
 
-// walkOptions keep the walk's homes small, so each run is cheap to copy
+// baseStep is the base's size after growBase run run (run 0 records the
+// points): 16 MB more each time, from 128 MB before run 0.
+func baseStep(run int) uint64 { return uint64(128+16*(run+1)) << 20 }
+
+// options are the driver options of run (from 0).
+func (op crashOp) options(run int) []string {
+	if op.growBase {
+		return append(slices.Clone(op.opts), fmt.Sprintf("dm.basesize=%d", baseStep(run)))
+	}
+	return op.opts
+}
+
+// grownTo is the filesystem size run must leave, or 0.
+func (op crashOp) grownTo(run int) uint64 {
+	switch {
+	case op.growBase:
+		return baseStep(run)
+	case op.grows:
+		return 256 << 20
+	}
+	return 0
+}
+
+// walkOptions keep the walk's homes small, so each run is cheap to set up
 // and to check: a 128 MB base with a small journal, 16 MB of metadata.
 func walkOptions(extra ...string) []string {
 	return append([]string{"dm.loopdatasize=1GB", "dm.loopmetadatasize=16MB", "dm.basesize=128MB",
@@ -87,29 +115,28 @@ func getIDs(ids ...string) func(gd.Driver) []string {
 	}
 }
 
-func initWith(opts []string) func(string, gd.Driver) (gd.Driver, error) {
-	return func(home string, _ gd.Driver) (gd.Driver, error) { return gd.Init(home, opts, gd.IdentityMapping{}) }
+func initDriver(home string, _ gd.Driver, opts []string) (gd.Driver, error) {
+	return gd.Init(home, opts, gd.IdentityMapping{})
 }
 
-func onDriver(f func(d gd.Driver) error) func(string, gd.Driver) (gd.Driver, error) {
-	return func(_ string, d gd.Driver) (gd.Driver, error) { return d, f(d) }
+func onDriver(f func(d gd.Driver) error) func(string, gd.Driver, []string) (gd.Driver, error) {
+	return func(_ string, d gd.Driver, _ []string) (gd.Driver, error) { return d, f(d) }
 }
 
 var crashOps = []crashOp{
-	{name: "base", template: "empty", opts: crashOptions(), initOp: true, run: initWith(crashOptions())},
-	{name: "basesize", template: "keep", opts: crashOptions("dm.basesize=256MB"), initOp: true, grownTo: 256 << 20,
-		run: initWith(crashOptions("dm.basesize=256MB"))},
-	{name: "create", template: "keep", opts: crashOptions(), creates: true,
+	{name: "base", template: "empty", opts: crashOptions(), initOp: true, run: initDriver},
+	{name: "basesize", template: "keep", opts: crashOptions(), initOp: true, growBase: true, run: initDriver},
+	{name: "create", template: "keep", opts: crashOptions(),
 		run: onDriver(func(d gd.Driver) error { return d.Create("victim", "keep", nil) })},
-	{name: "createrw-on-mounted", template: "keep", opts: crashOptions(), creates: true, pre: getIDs("keep"),
+	{name: "createrw-on-mounted", template: "keep", opts: crashOptions(), pre: getIDs("keep"),
 		run: onDriver(func(d gd.Driver) error { return d.CreateReadWrite("victim", "keep", nil) })},
-	{name: "create-sized", template: "keep", opts: crashOptions(), creates: true, grownTo: 256 << 20,
+	{name: "create-sized", template: "keep", opts: crashOptions(), grows: true,
 		run: onDriver(func(d gd.Driver) error {
 			return d.Create("victim", "keep", &gd.CreateOpts{StorageOpt: map[string]string{"size": "256MB"}})
 		})},
 	// next_device_id is stale (as after a crash): the first id tried
 	// belongs to another layer, and the create may die holding it.
-	{name: "create-stale-id", template: "stale", opts: crashOptions(), creates: true,
+	{name: "create-stale-id", template: "stale", opts: crashOptions(),
 		run: onDriver(func(d gd.Driver) error { return d.Create("victim", "keep", nil) })},
 	{name: "get", template: "victim", opts: crashOptions(),
 		run: onDriver(func(d gd.Driver) error { _, err := d.Get("victim", ""); return err })},
@@ -155,16 +182,18 @@ func parseHit(s string) hit {
 // open the home and run the operation until the armed point kills us.
 func crashChild(home string) {
 	op, h := findCrashOp(os.Getenv(envCrashOp)), parseHit(os.Getenv(envCrashPoint))
+	run, _ := strconv.Atoi(os.Getenv(envCrashRun))
+	opts := op.options(run)
 	var d gd.Driver
 	var err error
 	if !op.initOp {
-		if d, err = gd.Init(home, op.opts, gd.IdentityMapping{}); err == nil && op.pre != nil {
+		if d, err = gd.Init(home, opts, gd.IdentityMapping{}); err == nil && op.pre != nil {
 			op.pre(d)
 		}
 	}
 	if err == nil {
 		deviceset.ArmFault(h.point, h.n, true)
-		_, err = op.run(home, d)
+		_, err = op.run(home, d, opts)
 	}
 	fmt.Fprintf(os.Stderr, "crash child: %s never reached %s (err: %v)\n", op.name, h, err)
 	os.Exit(3)
@@ -174,15 +203,7 @@ func TestCrashWalk(t *testing.T) {
 	w := newWalk(t)
 	points := map[string]bool{}
 	for _, op := range crashOps {
-		hits := w.record(t, op)
-		for _, h := range hits {
-			points[h.point] = true
-			for _, kill := range []bool{true, false} {
-				mode := map[bool]string{true: "kill", false: "fail"}[kill]
-				t.Run(op.name+"/"+h.String()+"/"+mode, func(t *testing.T) { w.combo(t, op, h, kill) })
-			}
-		}
-		w.steps += len(hits)
+		w.series(t, op, points)
 	}
 	for _, p := range deviceset.FaultPoints() {
 		if !points[p] {
@@ -190,18 +211,49 @@ func TestCrashWalk(t *testing.T) {
 		}
 	}
 	t.Logf("crash walk: %d operations, %d steps (%d distinct fault points), %d runs (%d killed, %d failed): "+
-		"%d leaked devices, %d lost layers, %d stale mounts, %d unfinished grows, thin_check clean %d/%d",
+		"%d leaked devices, %d lost layers, %d stale mounts, %d unfinished grows; pool thin ids = DevInfo ids in %d/%d runs; thin_check clean after %d/%d kills",
 		len(crashOps), w.steps, len(points), w.runs, w.kills, w.runs-w.kills,
-		w.leaked, w.lost, w.staleMounts, w.grows, w.thinChecks, w.runs)
+		w.leaked, w.lost, w.staleMounts, w.grows, w.matched, w.runs, w.thinChecks, w.kills)
+}
+
+// series records op's steps, then kills and fails it at each in turn.
+func (w *walk) series(t *testing.T, op crashOp, points map[string]bool) {
+	home := w.fresh(t, op.template)
+	run := 0
+	hits := w.record(t, op, home)
+	if op.template != "empty" {
+		w.prepare(t, home, op, run) // each run's recovery prepares the next
+	}
+	w.steps += len(hits)
+	for _, h := range hits {
+		points[h.point] = true
+		for _, kill := range []bool{true, false} {
+			run++
+			mode := map[bool]string{true: "kill", false: "fail"}[kill]
+			t.Run(op.name+"/"+h.String()+"/"+mode, func(t *testing.T) {
+				if op.template == "empty" {
+					home = t.TempDir()
+				}
+				if kill {
+					runChildUntilKilled(t, home, op.name, h, run)
+				} else {
+					w.failInProcess(t, home, op, h, run)
+				}
+				w.recoverAndCheck(t, home, op, run, kill)
+			})
+		}
+	}
 }
 
 // record runs op once, in this process, and returns the fault points it
 // passes in order.
-func (w *walk) record(t *testing.T, op crashOp) []hit {
-	home := w.fresh(t, op.template)
+func (w *walk) record(t *testing.T, op crashOp, home string) []hit {
+	if op.template != "empty" {
+		w.prepare(t, home, op, -1)
+	}
 	var d gd.Driver
 	if !op.initOp {
-		d = newDriver(t, home, op.opts)
+		d = newDriver(t, home, op.options(0))
 		if op.pre != nil {
 			op.pre(d)
 		}
@@ -216,7 +268,7 @@ func (w *walk) record(t *testing.T, op crashOp) []hit {
 		hits = append(hits, hit{p, seen[p]})
 		return nil
 	})
-	d2, err := op.run(home, d)
+	d2, err := op.run(home, d, op.options(0))
 	deviceset.SetFaultHook(nil)
 	if err != nil {
 		t.Fatalf("%s without faults: %v", op.name, err)
@@ -228,34 +280,19 @@ func (w *walk) record(t *testing.T, op crashOp) []hit {
 	return hits
 }
 
-// combo runs op to step h, killed or failing there, then recovers and checks.
-func (w *walk) combo(t *testing.T, op crashOp, h hit, kill bool) {
-	t0 := time.Now()
-	home := w.fresh(t, op.template)
-	t.Logf("TIMING fresh %v", time.Since(t0)); t0 = time.Now()
-	if kill {
-		runChildUntilKilled(t, home, op.name, h)
-	} else {
-		w.failInProcess(t, home, op, h)
-	}
-	t.Logf("TIMING op %v", time.Since(t0)); t0 = time.Now()
-	w.recoverAndCheck(t, home, op)
-	t.Logf("TIMING check %v", time.Since(t0)); t0 = time.Now()
-}
-
 // failInProcess runs op with step h failing; the same driver must go on
 // working, and then shut down cleanly.
-func (w *walk) failInProcess(t *testing.T, home string, op crashOp, h hit) {
+func (w *walk) failInProcess(t *testing.T, home string, op crashOp, h hit, run int) {
 	var d gd.Driver
 	var held []string
 	if !op.initOp {
-		d = newDriver(t, home, op.opts)
+		d = newDriver(t, home, op.options(run))
 		if op.pre != nil {
 			held = op.pre(d)
 		}
 	}
 	deviceset.ArmFault(h.point, h.n, false)
-	d2, err := op.run(home, d)
+	d2, err := op.run(home, d, op.options(run))
 	deviceset.SetFaultHook(nil)
 	if err != nil && !errors.Is(err, deviceset.ErrInjected) {
 		t.Errorf("%s failing at %s: error does not carry the injected fault: %v", op.name, h, err)
@@ -279,11 +316,12 @@ func (w *walk) failInProcess(t *testing.T, home string, op crashOp, h hit) {
 	}
 }
 
-func runChildUntilKilled(t *testing.T, home, op string, h hit) {
+func runChildUntilKilled(t *testing.T, home, op string, h hit, run int) {
 	exe, err := os.Executable()
 	must(t, err)
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envCrashHome+"="+home, envCrashOp+"="+op, envCrashPoint+"="+h.String())
+	cmd.Env = append(os.Environ(), envCrashHome+"="+home, envCrashOp+"="+op, envCrashPoint+"="+h.String(),
+		envCrashRun+"="+strconv.Itoa(run))
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -31,7 +30,7 @@ type walk struct {
 	templates map[string]string
 	keepTree  map[string]map[string]string // by template
 
-	steps, runs, kills               int
+	steps, runs, kills, matched      int
 	leaked, lost, staleMounts, grows int
 	thinChecks                       int
 }
@@ -52,12 +51,32 @@ func (w *walk) fresh(t *testing.T, template string) string {
 		src = w.makeTemplate(t, template)
 		w.templates[template] = src
 	}
-	t0 := time.Now()
 	must(t, copyTree(src, home))
-	t.Logf("TIMING copy %v", time.Since(t0))
-	out, _ := exec.Command("du", "-sh", home+"/devicemapper/data", home+"/devicemapper/metadata").CombinedOutput()
-	t.Logf("%s", out)
 	return home
+}
+
+// prepare puts a home into its template's state: victim made afresh from
+// keep (or gone), next_device_id stale for "stale".
+func (w *walk) prepare(t *testing.T, home string, op crashOp, run int) {
+	t.Helper()
+	d, err := gd.Init(home, op.options(run), gd.IdentityMapping{})
+	must(t, err)
+	defer d.Cleanup()
+	w.reset(t, d, op)
+	must(t, d.Cleanup())
+	if op.template == "stale" {
+		staleNextID(t, home)
+	}
+}
+
+func (w *walk) reset(t *testing.T, d gd.Driver, op crashOp) {
+	t.Helper()
+	if d.Exists("victim") {
+		must(t, d.Remove("victim"))
+	}
+	if op.template == "victim" {
+		mustCreate(t, d, "victim", "keep")
+	}
 }
 
 func (w *walk) makeTemplate(t *testing.T, name string) string {
@@ -84,16 +103,13 @@ func (w *walk) makeTemplate(t *testing.T, name string) string {
 }
 
 // recoverAndCheck opens the home again after a killed or failed run and
-// counts what the walk must never see.
-func (w *walk) recoverAndCheck(t *testing.T, home string, op crashOp) {
+// counts what the walk must never see. Then it puts the home back into
+// the template's state for the next run, and checks the pool offline:
+// thin_dump's thin ids against the DevInfos, and after a kill thin_check.
+func (w *walk) recoverAndCheck(t *testing.T, home string, op crashOp, run int, kill bool) {
 	t.Helper()
 	w.runs++
-	if strings.HasSuffix(t.Name(), "/kill") {
-		w.kills++
-	}
-	t0 := time.Now()
-	d, err := gd.Init(home, op.opts, gd.IdentityMapping{})
-	t.Logf("TIMING init %v", time.Since(t0)); t0 = time.Now()
+	d, err := gd.Init(home, op.options(run), gd.IdentityMapping{})
 	if err != nil {
 		w.lost++
 		t.Fatalf("Init after %s: %v", op.name, err)
@@ -102,17 +118,26 @@ func (w *walk) recoverAndCheck(t *testing.T, home string, op crashOp) {
 	if op.template != "empty" {
 		w.checkLayers(t, d, op)
 	}
-	w.checkGrown(t, d, op)
+	w.checkGrown(t, d, op, run)
 	prefix := strings.TrimSuffix(statusRow(d, "Pool Name"), "-pool")
 	if err := checkMountsUnder(home); err != nil {
 		w.staleMounts++
 		t.Error(err)
 	}
-	t.Logf("TIMING checks-before-cleanup %v", time.Since(t0)); t0 = time.Now()
+	if op.template != "empty" {
+		w.reset(t, d, op)
+	}
 	if err := d.Cleanup(); err != nil {
 		t.Errorf("Cleanup after recovery: %v", err)
 	}
-	t.Logf("TIMING cleanup %v", time.Since(t0)); t0 = time.Now()
+	if op.template == "stale" {
+		staleNextID(t, home)
+	}
+	w.checkOffline(t, home, prefix, kill)
+}
+
+func (w *walk) checkOffline(t *testing.T, home, prefix string, kill bool) {
+	t.Helper()
 	if n := activeDevices(t, prefix); n > 0 {
 		w.leaked += n
 		t.Errorf("%d devices of the home still active after Cleanup", n)
@@ -121,14 +146,18 @@ func (w *walk) recoverAndCheck(t *testing.T, home string, op crashOp) {
 		w.grows += len(m)
 		t.Errorf("unfinished grow left: %v", m)
 	}
-	pool, ok := offlineCheck(t, filepath.Join(home, "devicemapper", "metadata"))
-	t.Logf("TIMING offline %v", time.Since(t0)); t0 = time.Now()
-	if ok {
-		w.thinChecks++
+	pool, checked := poolOffline(t, filepath.Join(home, "devicemapper", "metadata"), kill)
+	if kill {
+		w.kills++
+		if checked {
+			w.thinChecks++
+		}
 	}
 	if ours := devInfoIDs(t, home); !reflect.DeepEqual(ours, pool) {
 		w.leaked += len(symmetricDiff(ours, pool))
 		t.Errorf("pool holds thin ids %v, DevInfo files name %v", pool, ours)
+	} else {
+		w.matched++
 	}
 }
 
@@ -175,9 +204,10 @@ func treeOfLayer(t *testing.T, d gd.Driver, id string) map[string]string {
 }
 
 // checkGrown: a grow the op asked for is complete, however it stopped.
-func (w *walk) checkGrown(t *testing.T, d gd.Driver, op crashOp) {
+func (w *walk) checkGrown(t *testing.T, d gd.Driver, op crashOp, run int) {
 	t.Helper()
-	if op.grownTo == 0 {
+	want := op.grownTo(run)
+	if want == 0 {
 		return
 	}
 	id := "victim"
@@ -188,10 +218,14 @@ func (w *walk) checkGrown(t *testing.T, d gd.Driver, op crashOp) {
 		return
 	}
 	root := get(t, d, id)
-	defer put(t, d, id)
-	if size := fsSize(t, root); size < op.grownTo*9/10 {
+	size := fsSize(t, root)
+	put(t, d, id)
+	if op.initOp {
+		must(t, d.Remove(id))
+	}
+	if size < want*9/10 {
 		w.grows++
-		t.Errorf("%s's filesystem is %d bytes, want about %d: its grow was not finished", id, size, op.grownTo)
+		t.Errorf("%s's filesystem is %d bytes, want about %d: its grow was not finished", id, size, want)
 	}
 }
 
@@ -223,23 +257,22 @@ func activeDevices(t *testing.T, prefix string) int {
 	return n
 }
 
-// offlineCheck runs thin_check on a pool's metadata file once the pool is
-// down, and returns the thin ids thin_dump finds in it. Both open with
-// O_DIRECT, which tmpfs refuses: they go through a read-only loop device.
-func offlineCheck(t *testing.T, file string) ([]int, bool) {
+// poolOffline returns the thin ids thin_dump finds in a pool's metadata
+// file once the pool is down, and with check runs thin_check on it first.
+// Both open with O_DIRECT, which tmpfs refuses: they go through a
+// read-only loop device.
+func poolOffline(t *testing.T, file string, check bool) ([]int, bool) {
 	t.Helper()
-	t0 := time.Now()
 	loop, err := loopback.Attach(file, loopback.Options{ReadOnly: true})
 	must(t, err)
-	defer func() { t0 := time.Now(); loop.Detach(); t.Logf("TIMING detach %v", time.Since(t0)) }()
-	t.Logf("TIMING attach %v", time.Since(t0)); t0 = time.Now()
+	defer loop.Detach()
 	ok := true
-	defer func() { t.Logf("TIMING dump %v", time.Since(t0)) }()
-	if out, err := exec.Command("thin_check", loop.Path).CombinedOutput(); err != nil {
-		ok = false
-		t.Errorf("thin_check %s: %v\n%s", file, err, out)
+	if check {
+		if out, err := exec.Command("thin_check", loop.Path).CombinedOutput(); err != nil {
+			ok = false
+			t.Errorf("thin_check %s: %v\n%s", file, err, out)
+		}
 	}
-	t.Logf("TIMING check %v", time.Since(t0)); t0 = time.Now()
 	out, err := exec.Command("thin_dump", loop.Path).Output()
 	if err != nil {
 		t.Fatalf("thin_dump %s: %v", file, err)
@@ -247,10 +280,10 @@ func offlineCheck(t *testing.T, file string) ([]int, bool) {
 	return thinIDs(out), ok
 }
 
-// thinCheck is offlineCheck for tests that want thin_check alone.
+// thinCheck runs thin_check on a pool's metadata file once the pool is down.
 func thinCheck(t *testing.T, file string) {
 	t.Helper()
-	offlineCheck(t, file)
+	poolOffline(t, file, true)
 }
 
 var devIDRe = regexp.MustCompile(`<device dev_id="(\d+)"`)

@@ -9,7 +9,7 @@
 # condition runs in a process (and kernel boot) of its own, and so does each
 # group of scenarios with its own iteration count:
 #   quick: milliseconds an iteration          BENCH_QUICK   (default 8x, 3 rounds)
-#   files: ~a second an iteration (file work) BENCH_FILES   (default 2x, 2 rounds)
+#   files: ~a second an iteration (file work) BENCH_FILES   (default 1x, 2 rounds)
 #   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 1 round)
 # A round runs a scenario on every driver in turn; go test's "Nx" runs one
 # iteration more to start with, which is not counted.
@@ -22,7 +22,7 @@ raw=$out/bench.txt
 : >"$raw"
 export THINLAYER_REQUIRE_KERNEL=1
 read -r quick_bt quick_rounds <<<"${BENCH_QUICK:-8x 3}"
-read -r files_bt files_rounds <<<"${BENCH_FILES:-2x 2}"
+read -r files_bt files_rounds <<<"${BENCH_FILES:-1x 2}"
 read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 1}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
@@ -42,7 +42,7 @@ run() { # condition pattern benchtime rounds [extra flags]
 	echo "# $cond $pat -benchtime $bt -rounds $rounds (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$raw"
 	(cd bench && "$out/bench.test" -test.run '^$' -test.bench "^Benchmark$cond\$/^($pat)\$" \
 		-test.benchtime "$bt" -rounds "$rounds" -test.timeout 60m "$@") 2>&1 |
-		grep -v 'Udev sync is not supported' | tee -a "$raw"
+		grep --line-buffered -v 'Udev sync is not supported' | tee -a "$raw"
 }
 
 for cond in $conditions; do

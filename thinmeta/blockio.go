@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +24,47 @@ type blockReader struct {
 	path   string
 	nr     uint64 // blocks that may be read: the device's, then the superblock's limit
 	direct bool
+	cache  blockCache
+}
+
+// blockCache keeps recently read blocks: snapshots share most of their
+// mapping trees, so walking device after device reads the same nodes
+// again. What is read never changes under us — an inactive device, or a
+// metadata snapshot the kernel keeps fixed — so nothing is invalidated.
+// Two generations approximate LRU: a hit in the old one is promoted, and
+// when the new one fills, the old one is dropped.
+type blockCache struct {
+	mu       sync.Mutex
+	cur, old map[uint64][]byte
+}
+
+// cacheGeneration is half the cache: 1024 blocks, 4 MiB.
+const cacheGeneration = 1024
+
+func (c *blockCache) get(loc uint64) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.cur[loc]; ok {
+		return b
+	}
+	b, ok := c.old[loc]
+	if ok {
+		c.putLocked(loc, b)
+	}
+	return b
+}
+
+func (c *blockCache) put(loc uint64, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(loc, b)
+}
+
+func (c *blockCache) putLocked(loc uint64, b []byte) {
+	if c.cur == nil || len(c.cur) >= cacheGeneration {
+		c.old, c.cur = c.cur, make(map[uint64][]byte, cacheGeneration)
+	}
+	c.cur[loc] = b
 }
 
 // openBlocks opens path read-only. exclusive asks the kernel for exclusive
@@ -66,14 +108,19 @@ func (r *blockReader) limit(n uint64) {
 	}
 }
 
-// read returns block loc in a fresh buffer.
+// read returns block loc. The buffer may be shared: callers must not
+// change it.
 func (r *blockReader) read(loc uint64) ([]byte, error) {
 	if loc >= r.nr {
 		return nil, atBlock(loc, corruptf("block beyond the end of the metadata (%d blocks)", r.nr))
 	}
-	b := r.buffer()
+	if b := r.cache.get(loc); b != nil {
+		return b, nil
+	}
+	b := r.buffer(BlockSize)
 	n, err := r.f.ReadAt(b, int64(loc)*BlockSize)
 	if n == BlockSize {
+		r.cache.put(loc, b)
 		return b, nil
 	}
 	if err == nil || errors.Is(err, io.EOF) {
@@ -82,15 +129,15 @@ func (r *blockReader) read(loc uint64) ([]byte, error) {
 	return nil, atBlock(loc, fmt.Errorf("read %s: %w", r.path, err))
 }
 
-// buffer is a block-sized buffer, aligned for O_DIRECT when needed.
-func (r *blockReader) buffer() []byte {
+// buffer is a read buffer of n bytes, aligned for O_DIRECT when needed.
+func (r *blockReader) buffer(n int) []byte {
 	if !r.direct {
-		return make([]byte, BlockSize)
+		return make([]byte, n)
 	}
-	b := make([]byte, 2*BlockSize)
+	b := make([]byte, n+BlockSize)
 	off := int(uintptr(unsafe.Pointer(&b[0])) & (BlockSize - 1))
 	if off != 0 {
 		off = BlockSize - off
 	}
-	return b[off : off+BlockSize : off+BlockSize]
+	return b[off : off+n : off+n]
 }

@@ -39,6 +39,11 @@ func TestHostileMetadata(t *testing.T) {
 			img.put64(internal, 32+8*int(binary.LittleEndian.Uint32(img.block(internal)[20:]))+8, internal)
 			img.reseal(internal, btreeSalt)
 		}},
+		{"cycle the key ranges allow: a one-entry root is its own child", internal, func(img rawImage) {
+			img.put32(internal, 16, 1)
+			img.put64(internal, 32+8*int(binary.LittleEndian.Uint32(img.block(internal)[20:])), internal)
+			img.reseal(internal, btreeSalt)
+		}},
 		{"leaf keys out of order", leaf, func(img rawImage) {
 			k0, k1 := img.u64(leaf, 32), img.u64(leaf, 40)
 			img.put64(leaf, 32, k1)

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,18 +45,52 @@ type dumpedDev struct {
 	} `xml:"single_mapping"`
 }
 
-// mappings expands thin_dump's ranges into single mappings, by virtual block.
-func (d dumpedDev) mappings() map[uint64]thinmeta.Mapping {
-	out := map[uint64]thinmeta.Mapping{}
+// dumpRange is a run of mappings as thin_dump prints them; a single
+// mapping is a run of one.
+type dumpRange struct {
+	origin, data, length uint64
+	time                 uint32
+}
+
+// runs returns the device's mappings as runs in order of virtual block.
+func (d dumpedDev) runs() []dumpRange {
+	rs := make([]dumpRange, 0, len(d.Ranges)+len(d.Singles))
 	for _, r := range d.Ranges {
-		for i := uint64(0); i < r.Length; i++ {
-			out[r.Origin+i] = thinmeta.Mapping{Virtual: r.Origin + i, Data: r.Data + i, Time: r.Time}
-		}
+		rs = append(rs, dumpRange{r.Origin, r.Data, r.Length, r.Time})
 	}
 	for _, s := range d.Singles {
-		out[s.Origin] = thinmeta.Mapping{Virtual: s.Origin, Data: s.Data, Time: s.Time}
+		rs = append(rs, dumpRange{s.Origin, s.Data, 1, s.Time})
 	}
-	return out
+	sort.Slice(rs, func(i, j int) bool { return rs[i].origin < rs[j].origin })
+	return rs
+}
+
+// mappingCursor steps through runs one mapping at a time, so comparing
+// millions of mappings allocates nothing per mapping.
+type mappingCursor struct {
+	runs []dumpRange
+	i    int    // current run
+	off  uint64 // within it
+}
+
+func (c *mappingCursor) next() (thinmeta.Mapping, bool) {
+	for c.i < len(c.runs) && c.off >= c.runs[c.i].length {
+		c.i, c.off = c.i+1, 0
+	}
+	if c.i == len(c.runs) {
+		return thinmeta.Mapping{}, false
+	}
+	r := c.runs[c.i]
+	c.off++
+	return thinmeta.Mapping{Virtual: r.origin + c.off - 1, Data: r.data + c.off - 1, Time: r.time}, true
+}
+
+func (c *mappingCursor) remaining() uint64 {
+	var n uint64
+	for i := c.i; i < len(c.runs); i++ {
+		n += c.runs[i].length
+	}
+	return n - c.off
 }
 
 func runTool(t testing.TB, name string, args ...string) []byte {

@@ -26,9 +26,11 @@ func manyFixture(t testing.TB) (file, dev string) {
 	return file, loop.Path
 }
 
-// TestManyDevices runs thin_ls, thin_dump and thin_check on the pool of
-// 10 000 layer-like thin devices and requires the package's numbers to
-// equal theirs, device by device.
+// TestManyDevices runs thin_ls and thin_check on the pool of 10 000
+// layer-like thin devices and requires the package's numbers to equal
+// theirs, device by device. (thin_dump's view of it, recorded when the
+// kernel built it, is compared in TestFixtures: run live it takes 45 s
+// under User-Mode Linux.)
 func TestManyDevices(t *testing.T) {
 	file, dev := manyFixture(t)
 	m, err := thinmeta.Open(file)
@@ -44,10 +46,6 @@ func TestManyDevices(t *testing.T) {
 	compareWithLs(t, m, rows)
 	t.Logf("thin_ls %v; DevicesWithUsage and compare %v", lsTime, time.Since(start))
 
-	start = time.Now()
-	dump := thinDump(t, dev, false)
-	t.Logf("thin_dump %v", time.Since(start))
-	compareWithDump(t, m, dump)
 	start = time.Now()
 	expectClean(t, m)
 	checkTime := time.Since(start)

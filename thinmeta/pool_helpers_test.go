@@ -22,7 +22,7 @@ const thinSize = devmapper.Sectors(4 << 21) // 4 GiB of virtual space per device
 func newPool(t testing.TB, opts testutil.PoolOptions) *testPool {
 	t.Helper()
 	if opts.MetadataSize == 0 {
-		opts.MetadataSize = 8 << 20 // small enough to keep as a fixture
+		opts.MetadataSize = 2 << 20 // small enough to keep as a fixture
 	}
 	opts.Features.SkipBlockZeroing = true
 	p := testutil.NewLoopPool(t, opts)

@@ -98,6 +98,9 @@ func TestRows(t *testing.T) {
 	if rows[2].Verdict != "no peer result" {
 		t.Errorf("Init500 without peer judged %q", rows[2].Verdict)
 	}
+	if flat := rows[3]; flat.Scenario != "Init10000" || !flat.Met || flat.Verdict != "yes: flat (time ×1.20, heap +400 B vs Init500)" {
+		t.Errorf("Init10000 row %+v", flat)
+	}
 	var md, sc bytes.Buffer
 	if err := WriteMarkdown(&md, rows); err != nil {
 		t.Fatal(err)
@@ -129,6 +132,7 @@ func TestTargetFor(t *testing.T) {
 		{"NoUdev", "ApplyDiff100", Target{Ratio: 0.2}},
 		{"Udev", "Init500", Target{Ratio: 0.1}},
 		{"Udev", "Changes", Target{Ratio: 1}},
+		{"NoUdev", "Init10000", Target{Flat: true}},
 	} {
 		if got := TargetFor(c.cond, c.scen); got != c.want {
 			t.Errorf("TargetFor(%s, %s) = %+v, want %+v", c.cond, c.scen, got, c.want)

@@ -56,8 +56,13 @@ func Summarize(rs []Result, unit string) map[Key]Stat {
 }
 
 // Target is what the issue asks of a scenario: thinlayer/peer at most
-// Ratio, thinlayer/floor at most FloorRatio (0: no such target).
-type Target struct{ Ratio, FloorRatio float64 }
+// Ratio, thinlayer/floor at most FloorRatio (0: no such target); Flat:
+// thinlayer's Init time and heap must not grow with the home's size (see
+// WriteScaling), judged against the smallest home.
+type Target struct {
+	Ratio, FloorRatio float64
+	Flat              bool
+}
 
 // TargetFor is the issue's target for scenario under condition.
 func TargetFor(condition, scenario string) Target {
@@ -83,6 +88,8 @@ func TargetFor(condition, scenario string) Target {
 		return Target{Ratio: 0.5}
 	case "Init500":
 		return Target{Ratio: 0.1}
+	case "Init10000":
+		return Target{Flat: true}
 	}
 	return Target{Ratio: 1.0}
 }
@@ -100,7 +107,7 @@ type Row struct {
 
 // Rows builds the table from results, in the order scenarios first appear.
 func Rows(rs []Result) []Row {
-	ns := Summarize(rs, "ns/op")
+	ns, heap := Summarize(rs, "ns/op"), Summarize(rs, "heap-B")
 	var rows []Row
 	seen := map[[2]string]bool{}
 	for _, r := range rs {
@@ -109,7 +116,7 @@ func Rows(rs []Result) []Row {
 			continue
 		}
 		seen[id] = true
-		rows = append(rows, row(ns, r.Condition, r.Scenario))
+		rows = append(rows, row(ns, heap, r.Condition, r.Scenario))
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return conditionOrder(rows[i].Condition) < conditionOrder(rows[j].Condition) })
 	return rows
@@ -122,7 +129,7 @@ func conditionOrder(c string) int {
 	return 1
 }
 
-func row(ns map[Key]Stat, cond, scen string) Row {
+func row(ns, heap map[Key]Stat, cond, scen string) Row {
 	r := Row{Condition: cond, Scenario: scen, Ratio: math.NaN(), FloorRatio: math.NaN(), Target: TargetFor(cond, scen)}
 	var hasThin bool
 	r.Thin, hasThin = ns[Key{cond, scen, Thinlayer}]
@@ -135,7 +142,24 @@ func row(ns map[Key]Stat, cond, scen string) Row {
 		r.FloorRatio = r.Thin.Median / r.FloorStat.Median
 	}
 	r.Met, r.Verdict = judge(r, hasThin)
+	if r.Target.Flat && hasThin {
+		r.Met, r.Verdict = judgeFlat(ns, heap, cond, scen)
+	}
 	return r
+}
+
+// judgeFlat compares thinlayer's Init of this home with that of the
+// smallest one measured.
+func judgeFlat(ns, heap map[Key]Stat, cond, scen string) (bool, string) {
+	small := Key{cond, initScenarios[0].name, Thinlayer}
+	big := Key{cond, scen, Thinlayer}
+	t0, ok := ns[small]
+	if !ok {
+		return false, "no " + small.Scenario + " to compare with"
+	}
+	growth := heap[big].Median - heap[small].Median
+	ok = ns[big].Median <= maxInitTimeGrowth*t0.Median && growth <= maxInitHeapGrowth
+	return ok, fmt.Sprintf("%s: flat (time ×%.2f, heap %s vs %s)", yesNo(ok), ns[big].Median/t0.Median, signedBytes(growth), small.Scenario)
 }
 
 func judge(r Row, hasThin bool) (bool, string) {
@@ -187,6 +211,9 @@ func condLabel(c string) string {
 
 func targetLabel(t Target) string {
 	var parts []string
+	if t.Flat {
+		parts = append(parts, "works; Init time and heap flat")
+	}
 	if t.Ratio > 0 {
 		parts = append(parts, fmt.Sprintf("ratio ≤ %g", t.Ratio))
 	}

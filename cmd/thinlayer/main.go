@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/term"
@@ -24,11 +25,14 @@ func main() {
 }
 
 func run(args []string) int {
-	if cli.CommandName(args) == "demo" && !uml.InGuest() && cli.KernelUsable() != nil {
-		if kernel, err := uml.Kernel(); err == nil {
-			fmt.Fprintf(os.Stderr, "thinlayer demo: this kernel has no dm-thin (%v); booting User-Mode Linux (%s)\n", cli.KernelUsable(), kernel)
-			return uml.Run(kernel, args, demoTimeout)
+	if cli.CommandName(args) == "demo" && !wantsHelp(args) && !uml.InGuest() && cli.KernelUsable() != nil {
+		kernel, err := uml.Kernel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "thinlayer demo: %v, and no User-Mode Linux to boot instead: %v\n  what to do: run `make demo`, which installs it\n", cli.KernelUsable(), err)
+			return cli.ExitProblems
 		}
+		fmt.Fprintf(os.Stderr, "thinlayer demo: %v; booting User-Mode Linux (%s)\n", cli.KernelUsable(), kernel)
+		return uml.Run(kernel, args, demoTimeout)
 	}
 	return cli.Main(args, cli.Env{
 		Stdin:          os.Stdin,
@@ -37,4 +41,8 @@ func run(args []string) int {
 		StdoutTerminal: term.IsTerminal(int(os.Stdout.Fd())),
 		StderrTerminal: term.IsTerminal(int(os.Stderr.Fd())),
 	})
+}
+
+func wantsHelp(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" })
 }

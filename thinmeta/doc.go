@@ -10,7 +10,7 @@
 //
 // Every block read is checked (checksum, self-location, btree header) and
 // every walk is bounded: keys must lie in the range their parent gives
-// them, trees may be at most maxHeight deep, and nothing is allocated in
+// them, trees may be at most 32 levels deep, and nothing is allocated in
 // proportion to a count the metadata claims without that count being
 // checked against the size of the device first. Hostile or corrupt
 // metadata gives an error wrapping ErrCorrupt, ErrChecksum or

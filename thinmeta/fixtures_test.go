@@ -11,13 +11,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/thinlayer/thinlayer/testutil"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
 // Fixtures: small metadata images made by the kernel, kept gzipped in
 // testdata with what thin_dump and thin_ls said about them when they were
-// made. TestWriteFixtures remakes them (THINMETA_WRITE_FIXTURES=1);
+// made. TestWriteFixtures remakes them (go test -tags thinmeta_fixtures);
 // TestFixtures reads them without a kernel.
 
 var fixtures = []struct {
@@ -31,40 +30,6 @@ var fixtures = []struct {
 	{"held", buildHeld, 0},
 	// 10 000 devices take a minute to build in UML: built once, here.
 	{"many", func(p *testPool) { buildMany(p, manyDevices) }, 16 << 20},
-}
-
-const envWriteFixtures = "THINMETA_WRITE_FIXTURES"
-
-func TestWriteFixtures(t *testing.T) {
-	if os.Getenv(envWriteFixtures) != "1" {
-		t.Skipf("generator: set %s=1 to remake testdata from the kernel", envWriteFixtures)
-	}
-	for _, fx := range fixtures {
-		t.Run(fx.name, func(t *testing.T) {
-			p := newPool(t, testutil.PoolOptions{DataSize: 1 << 30, MetadataSize: fx.metaSize})
-			fx.build(p)
-			p.stop()
-			img, err := os.ReadFile(p.MetadataFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Free blocks keep stale contents no reader looks at; zeroed
-			// they compress to nothing. The judges below see this image.
-			zeroFree(t, rawImage(img))
-			if err := os.WriteFile(p.MetadataFile, img, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			writeGz(t, fx.name+".meta.gz", img)
-			writeGz(t, fx.name+".dump.xml.gz", runTool(t, "thin_dump", p.Metadata.Path))
-			writeGz(t, fx.name+".ls.txt.gz", runTool(t, "thin_ls", "--no-headers", "-o", lsFields, p.Metadata.Path))
-			if fx.name == "held" {
-				writeGz(t, fx.name+".dump-snap.xml.gz", runTool(t, "thin_dump", "-m", p.Metadata.Path))
-			}
-			if out, ok := thinCheck(p.Metadata.Path); !ok {
-				t.Errorf("thin_check fails on fixture %s:\n%s", fx.name, out)
-			}
-		})
-	}
 }
 
 // zeroFree zeroes the blocks the metadata space map counts 0.

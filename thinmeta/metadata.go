@@ -149,6 +149,11 @@ func readSuperblock(r *blockReader, loc uint64) (rawSuperblock, error) {
 // checkSize checks the superblock's sizes against the device (fileBlocks)
 // and each other, which bounds what any later walk allocates.
 func (s *rawSuperblock) checkSize(fileBlocks uint64) error {
+	// The kernel writes metadata_nr_blocks at format time and leaves it
+	// when the metadata device grows; the space map is what was extended.
+	if s.metaSM.NrBlocks > s.MetadataBlocks && s.metaSM.NrBlocks <= fileBlocks {
+		s.MetadataBlocks = s.metaSM.NrBlocks
+	}
 	switch {
 	case s.MetadataBlocks > fileBlocks:
 		return corruptf("superblock: %d metadata blocks, the device holds %d", s.MetadataBlocks, fileBlocks)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 
@@ -199,8 +200,9 @@ func activeDevices(t *testing.T, home string) []string {
 	return names
 }
 
-// demoLeftovers names device-mapper devices a demo home leaves: the demo's
-// names start with docker- and hold a layer id of the demo.
+// demoLeftovers names what a demo leaves: its layers' devices, and loop
+// devices over its home's files (which go with the pool, autoclear; the
+// kernel may take a moment).
 func demoLeftovers(t *testing.T) []string {
 	t.Helper()
 	ctl, err := dm.Open()
@@ -214,7 +216,24 @@ func demoLeftovers(t *testing.T) []string {
 			left = append(left, d.Name)
 		}
 	}
-	return left
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		loops := loopsOver("/thinlayer-demo-")
+		if len(loops) == 0 || time.Now().After(deadline) {
+			return append(left, loops...)
+		}
+	}
+}
+
+// loopsOver lists loop devices whose backing file's path contains s.
+func loopsOver(s string) []string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var loops []string
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), s) {
+			loops = append(loops, "loop over "+strings.TrimSpace(string(b)))
+		}
+	}
+	return loops
 }
 
 // injectOrphan creates thin device id in the home's pool with no DevInfo

@@ -32,6 +32,7 @@ test: deps build vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	cd compat && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+	cd containerd && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

@@ -178,7 +178,9 @@ func (w *walk) checkLayers(t *testing.T, d gd.Driver, op crashOp) {
 		return
 	}
 	root, err := d.Get("victim", "")
-	if errors.Is(err, deviceset.ErrDeleted) && op.removes {
+	// A remove's victim may be marked deleted, or already deleted by the
+	// deferred-deletion worker the reopen resumed, between Exists and Get.
+	if (errors.Is(err, deviceset.ErrDeleted) || errors.Is(err, deviceset.ErrNotFound)) && op.removes {
 		return
 	}
 	if err != nil {

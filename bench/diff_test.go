@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -185,6 +186,7 @@ func benchReadChain(b *testing.B, e *env, name string) {
 	must(b, "get", err)
 	defer func() { must(b, "put", d.Put(chainTop())) }()
 	path := filepath.Join(root, chainBlob)
+	b.Logf("%s: read-ahead of the layer's device: %s KiB", d.name, readAheadKB(root))
 	buf := make([]byte, chainBlobBytes)
 	b.SetBytes(chainBlobBytes)
 	b.ResetTimer()
@@ -211,4 +213,18 @@ func readUncached(path string, buf []byte) (int, error) {
 		return 0, err
 	}
 	return io.ReadFull(f, buf)
+}
+
+// readAheadKB is the read-ahead the block device under dir is set to: it
+// decides how many requests a cold sequential read takes.
+func readAheadKB(dir string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err.Error()
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/queue/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(string(b))
 }

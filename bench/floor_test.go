@@ -17,7 +17,7 @@ import (
 // devmapper package on thinlayer's pool: create a device, load a thin
 // table, resume, mount, unmount, remove — and nothing else: no metadata,
 // no locks, no waiting for udev (the control runs without udev sync and
-// mounts /dev/dm-N, which the kernel's devtmpfs makes at create).
+// mounts /dev/dm-N, which devtmpfs makes when the table is loaded).
 type floor struct {
 	ctl  *dm.Control
 	pool string // "major:minor" of the pool, as a thin table names it

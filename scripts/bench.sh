@@ -11,8 +11,12 @@
 #   quick: milliseconds an iteration          BENCH_QUICK   (default 8x, 3 rounds)
 #   files: ~a second an iteration (file work) BENCH_FILES   (default 1x, 2 rounds)
 #   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 1 round)
+# With udev every device event costs the drivers ~0.3 s in UML (udev's
+# rules start processes), so that condition gets fewer iterations:
+# BENCH_QUICK_UDEV (3x, 2 rounds) and BENCH_FILES_UDEV (1x, 1 round).
 # A round runs a scenario on every driver in turn; go test's "Nx" runs one
-# iteration more to start with, which is not counted.
+# iteration more to start with, which is not counted. BENCH_CONDITIONS and
+# BENCH_GROUPS pick a part ("NoUdev", "quick init", ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench/out}
@@ -24,10 +28,13 @@ export THINLAYER_REQUIRE_KERNEL=1
 read -r quick_bt quick_rounds <<<"${BENCH_QUICK:-8x 3}"
 read -r files_bt files_rounds <<<"${BENCH_FILES:-1x 2}"
 read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 1}"
+read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-3x 2}"
+read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 1}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
 conditions=${BENCH_CONDITIONS:-NoUdev Udev}
+groups=${BENCH_GROUPS:-quick files init}
 
 start=$(date +%s)
 {
@@ -46,9 +53,18 @@ run() { # condition pattern benchtime rounds [extra flags]
 }
 
 for cond in $conditions; do
-	run "$cond" 'Exists|GetPutWarm|GetPutCold|CreateRemove|Lifecycle|ReadChain20' "$quick_bt" "$quick_rounds"
-	run "$cond" 'ApplyDiff100|DiffBase|Changes|DiffSize|ApplyDiff64M|Remove100' "$files_bt" "$files_rounds"
-	run "$cond" 'Init500|Init5000|Init10000' "$init_bt" "$init_rounds" -peer-init-max "$peer_init_max"
+	qbt=$quick_bt qr=$quick_rounds fbt=$files_bt fr=$files_rounds
+	if [ "$cond" = Udev ]; then
+		qbt=$quick_udev_bt qr=$quick_udev_rounds fbt=$files_udev_bt fr=$files_udev_rounds
+	fi
+	for group in $groups; do
+		case $group in
+		quick) run "$cond" 'Exists|GetPutWarm|GetPutCold|CreateRemove|Lifecycle|ReadChain20' "$qbt" "$qr" ;;
+		files) run "$cond" 'ApplyDiff100|DiffBase|Changes|DiffSize|ApplyDiff64M|Remove100' "$fbt" "$fr" ;;
+		init) run "$cond" 'Init500|Init5000|Init10000' "$init_bt" "$init_rounds" -peer-init-max "$peer_init_max" ;;
+		*) echo "bench: unknown group $group" >&2 && exit 2 ;;
+		esac
+	done
 done
 if grep -qE '^(--- FAIL|FAIL|panic)' "$raw"; then
 	echo "bench: a benchmark failed, see $raw" >&2

@@ -12,63 +12,96 @@ var initScenarios = []struct {
 	layers int
 }{{"Init500", 500}, {"Init5000", 5000}, {"Init10000", 10000}}
 
-// Growth limits for thinlayer's Init between the smallest and the largest
-// home: it should not read per-layer state, so time stays within noise
-// and the heap it keeps grows by less than a directory listing would take.
+// Growth limits for thinlayer between the smallest and the largest home:
+// neither Init nor the first Get+Put after it should read per-layer state,
+// so their times stay within noise and the heap grows by less than a
+// directory listing would take.
 const (
-	maxInitTimeGrowth = 2.0     // × the smallest home's Init time
+	maxInitTimeGrowth = 2.0     // × the smallest home's time
 	maxInitHeapGrowth = 1 << 20 // bytes
 )
 
-// WriteScaling writes Init time, heap and RSS growth by home size, per
-// condition and driver, and whether thinlayer's Init stays flat.
-func WriteScaling(w io.Writer, rs []Result) error {
-	ns, heap, rss := Summarize(rs, "ns/op"), Summarize(rs, "heap-B"), Summarize(rs, "rss-B")
-	var b strings.Builder
-	b.WriteString("| udev | driver |")
-	for _, s := range initScenarios {
-		fmt.Fprintf(&b, " %d layers: Init / heap / RSS |", s.layers)
+// initStats are the Init series of one driver under one condition.
+type initStats struct{ ns, heap, rss, getPut, heapGet map[Key]Stat }
+
+func newInitStats(rs []Result) initStats {
+	return initStats{Summarize(rs, "ns/op"), Summarize(rs, "heap-B"), Summarize(rs, "rss-B"),
+		Summarize(rs, "getput1-ns"), Summarize(rs, "heap-get-B")}
+}
+
+// flat compares thinlayer's largest home measured with its smallest.
+func (s initStats) flat(cond string) (ok bool, verdict string, measured bool) {
+	var small, big Key
+	for _, sc := range initScenarios {
+		k := Key{cond, sc.name, Thinlayer}
+		if _, has := s.ns[k]; !has {
+			continue
+		}
+		if small.Scenario == "" {
+			small = k
+		}
+		big = k
 	}
-	b.WriteString(" flat? |\n|---|---|" + strings.Repeat("---:|", len(initScenarios)) + "---|\n")
+	if small == big {
+		return false, "", false
+	}
+	tInit := s.ns[big].Median / s.ns[small].Median
+	ok = tInit <= maxInitTimeGrowth && s.heap[big].Median-s.heap[small].Median <= maxInitHeapGrowth
+	verdict = fmt.Sprintf("Init ×%.2f, heap %s", tInit, signedBytes(s.heap[big].Median-s.heap[small].Median))
+	if g0, has := s.getPut[small]; has && g0.Median > 0 {
+		tGet := s.getPut[big].Median / g0.Median
+		growth := s.heapGet[big].Median - s.heapGet[small].Median
+		ok = ok && tGet <= maxInitTimeGrowth && growth <= maxInitHeapGrowth
+		verdict += fmt.Sprintf("; first Get+Put ×%.2f, heap after it %s", tGet, signedBytes(growth))
+	}
+	return ok, fmt.Sprintf("%s: %s (%s vs %s)", yesNo(ok), verdict, big.Scenario, small.Scenario), true
+}
+
+// WriteScaling writes, per condition, driver and home size: Init time,
+// the heap and RSS Init added, the first Get+Put after Init and the heap
+// after it; and whether thinlayer's stay flat as the home grows.
+func WriteScaling(w io.Writer, rs []Result) error {
+	s := newInitStats(rs)
+	var b strings.Builder
+	b.WriteString("| udev | driver | layers | Init | heap after Init | RSS after Init | first Get+Put | heap after it |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	var verdicts []string
 	for _, cond := range []string{"NoUdev", "Udev"} {
 		for _, drv := range []string{Thinlayer, Peer} {
-			line, any := scalingLine(ns, heap, rss, cond, drv)
-			if any {
-				b.WriteString(line)
+			for _, sc := range initScenarios {
+				k := Key{cond, sc.name, drv}
+				t, ok := s.ns[k]
+				if !ok {
+					continue
+				}
+				fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", condLabel(cond), drv, sc.layers,
+					Duration(t.Median), bytesLabel(s.heap[k].Median), bytesLabel(s.rss[k].Median),
+					optDuration(s.getPut, k), optBytes(s.heapGet, k))
 			}
 		}
+		if _, v, ok := s.flat(cond); ok {
+			verdicts = append(verdicts, fmt.Sprintf("- udev %s, thinlayer flat? %s", condLabel(cond), v))
+		}
+	}
+	if len(verdicts) > 0 {
+		b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func scalingLine(ns, heap, rss map[Key]Stat, cond, drv string) (string, bool) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "| %s | %s |", condLabel(cond), drv)
-	any := false
-	var first, last *[2]float64
-	for _, s := range initScenarios {
-		k := Key{cond, s.name, drv}
-		t, ok := ns[k]
-		if !ok {
-			b.WriteString(" – |")
-			continue
-		}
-		any = true
-		fmt.Fprintf(&b, " %s / %s / %s |", Duration(t.Median), bytesLabel(heap[k].Median), bytesLabel(rss[k].Median))
-		v := [2]float64{t.Median, heap[k].Median}
-		if first == nil {
-			first = &v
-		}
-		last = &v
+func optDuration(m map[Key]Stat, k Key) string {
+	if s, ok := m[k]; ok {
+		return Duration(s.Median)
 	}
-	verdict := "–"
-	if drv == Thinlayer && first != nil && last != first {
-		verdict = fmt.Sprintf("%s (time ×%.2f, heap %s)", yesNo(last[0] <= maxInitTimeGrowth*first[0] && last[1]-first[1] <= maxInitHeapGrowth),
-			last[0]/first[0], signedBytes(last[1]-first[1]))
+	return "–"
+}
+
+func optBytes(m map[Key]Stat, k Key) string {
+	if s, ok := m[k]; ok {
+		return bytesLabel(s.Median)
 	}
-	fmt.Fprintf(&b, " %s |\n", verdict)
-	return b.String(), any
+	return "–"
 }
 
 func yesNo(ok bool) string {

@@ -107,7 +107,7 @@ type Row struct {
 
 // Rows builds the table from results, in the order scenarios first appear.
 func Rows(rs []Result) []Row {
-	ns, heap := Summarize(rs, "ns/op"), Summarize(rs, "heap-B")
+	ns, flat := Summarize(rs, "ns/op"), newInitStats(rs)
 	var rows []Row
 	seen := map[[2]string]bool{}
 	for _, r := range rs {
@@ -116,7 +116,7 @@ func Rows(rs []Result) []Row {
 			continue
 		}
 		seen[id] = true
-		rows = append(rows, row(ns, heap, r.Condition, r.Scenario))
+		rows = append(rows, row(ns, flat, r.Condition, r.Scenario))
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return conditionOrder(rows[i].Condition) < conditionOrder(rows[j].Condition) })
 	return rows
@@ -129,7 +129,7 @@ func conditionOrder(c string) int {
 	return 1
 }
 
-func row(ns, heap map[Key]Stat, cond, scen string) Row {
+func row(ns map[Key]Stat, flat initStats, cond, scen string) Row {
 	r := Row{Condition: cond, Scenario: scen, Ratio: math.NaN(), FloorRatio: math.NaN(), Target: TargetFor(cond, scen)}
 	var hasThin bool
 	r.Thin, hasThin = ns[Key{cond, scen, Thinlayer}]
@@ -143,23 +143,12 @@ func row(ns, heap map[Key]Stat, cond, scen string) Row {
 	}
 	r.Met, r.Verdict = judge(r, hasThin)
 	if r.Target.Flat && hasThin {
-		r.Met, r.Verdict = judgeFlat(ns, heap, cond, scen)
+		var measured bool
+		if r.Met, r.Verdict, measured = flat.flat(cond); !measured {
+			r.Met, r.Verdict = false, "no smaller home to compare with"
+		}
 	}
 	return r
-}
-
-// judgeFlat compares thinlayer's Init of this home with that of the
-// smallest one measured.
-func judgeFlat(ns, heap map[Key]Stat, cond, scen string) (bool, string) {
-	small := Key{cond, initScenarios[0].name, Thinlayer}
-	big := Key{cond, scen, Thinlayer}
-	t0, ok := ns[small]
-	if !ok {
-		return false, "no " + small.Scenario + " to compare with"
-	}
-	growth := heap[big].Median - heap[small].Median
-	ok = ns[big].Median <= maxInitTimeGrowth*t0.Median && growth <= maxInitHeapGrowth
-	return ok, fmt.Sprintf("%s: flat (time ×%.2f, heap %s vs %s)", yesNo(ok), ns[big].Median/t0.Median, signedBytes(growth), small.Scenario)
 }
 
 func judge(r Row, hasThin bool) (bool, string) {

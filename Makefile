@@ -31,8 +31,27 @@ RACE_PKGS := ./internal/... ./fsutil/... ./loopback/... ./deviceset/...
 test: deps build vet
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	THINLAYER_NO_UML=1 $(GO) test -race -count=1 -timeout 20m -run '$(RACE_HOST_TESTS)' ./graphdriver
+	@$(MAKE) --no-print-directory fuzz-smoke
 	cd compat && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 	cd containerd && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./benchtable ./stracecount
+
+# The driver's own concurrency and a tar bomb, on a fake DeviceSet: the
+# host half of the stress test (the kernel half runs in UML, without -race;
+# docs/reliability.md).
+RACE_HOST_TESTS := ^(TestDriverRace|TestTarBombBoundedMemory)$$
+
+# Bounded fuzzing in make test, on the host: status and option parsing,
+# DevInfo decoding, layer tars (make fuzz runs every target for longer).
+FUZZ_SMOKE := ./devmapper:FuzzParseThinPoolStatus ./devmapper:FuzzParseThinStatus \
+	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer
+FUZZ_SMOKE_TIME ?= 4s
+
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	@for t in $(FUZZ_SMOKE); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn ($(FUZZ_SMOKE_TIME))"; \
+		THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_SMOKE_TIME) $$pkg || exit 1; done
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

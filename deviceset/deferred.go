@@ -27,6 +27,7 @@ type deleter struct {
 	log     *logrus.Entry
 	kick    chan struct{}
 	stop    chan struct{}
+	stopped sync.Once
 	done    sync.WaitGroup
 	mu      sync.Mutex
 	queued  map[string]bool
@@ -72,32 +73,57 @@ func (d *deleter) count() int {
 // close stops the worker and waits for it; pending deletions stay marked
 // on disk for the next start.
 func (d *deleter) close() {
-	close(d.stop)
+	d.stopped.Do(func() { close(d.stop) })
 	d.done.Wait()
 }
 
+// run tries the deletions a previous run left at once, then sleeps until
+// there is work. A layer is queued just after its delete failed busy, so
+// it is first retried retryMin later; retries back off while they fail.
+// New work never postpones a retry already due, only brings it forward.
 func (d *deleter) run() {
 	defer d.done.Done()
+	d.mu.Lock()
 	for _, h := range d.pending() { // off Init's path: this reads every DevInfo once
-		d.add(h)
+		d.queued[h] = true
 	}
+	d.mu.Unlock()
+	d.retryAndBackOff()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var due time.Time // zero: no retry scheduled
 	for {
-		var timer <-chan time.Time
-		if d.count() > 0 {
-			timer = time.After(d.delay)
+		if due.IsZero() && d.count() > 0 {
+			due = time.Now().Add(d.delay)
+			timer.Reset(d.delay)
 		}
 		select {
 		case <-d.stop:
+			timer.Stop()
 			return
 		case <-d.kick:
-			d.delay = retryMin
-		case <-timer:
+			if due.IsZero() { // the queue was empty: fresh work
+				d.delay = retryMin
+			} else if time.Until(due) > retryMin {
+				due = time.Now().Add(retryMin)
+				timer.Reset(retryMin)
+			}
+			continue
+		case <-timer.C:
+			due = time.Time{}
 		}
-		if d.retry() {
-			d.delay = retryMin
-		} else {
-			d.delay = min(d.delay*2, retryMax)
-		}
+		d.retryAndBackOff()
+	}
+}
+
+func (d *deleter) retryAndBackOff() {
+	if d.count() == 0 {
+		return
+	}
+	if d.retry() {
+		d.delay = retryMin
+	} else {
+		d.delay = min(d.delay*2, retryMax)
 	}
 }
 

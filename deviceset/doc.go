@@ -15,19 +15,35 @@
 //  4. set the pool's transaction id to the open id: the commit.
 //
 // At startup an open id above the pool's id means a crash between 1 and 4;
-// the thin device and the DevInfo the record names are then both deleted.
-// For a create that undoes it, for a delete it finishes it: either way no
-// thin device is left that no DevInfo names, and no DevInfo whose device is
-// missing.
+// the thin device is then deleted (unless another layer's DevInfo names
+// it) and the layer's DevInfo too, if it names that device. For a create
+// that undoes it, for a delete it finishes it: either way no thin device is
+// left that no DevInfo names, and no DevInfo whose device is missing. A
+// step that fails in a running process is settled the same way at once; if
+// even that fails, before the next transaction. A record that cannot be
+// ours (not the next id, a bad layer id) is ignored, not acted on.
+//
+// Startup also resumes a device a crash left suspended, removes one left
+// half-made, unmounts what is left under <home>/mnt, and finishes a
+// filesystem grow that was marked (<home>/mnt/.grow-<id>) but not done.
 //
 // # Locks
 //
-// Lock order: layer locks (a parent's before its child's) → txMu → mu.
+// Lock order: layer locks → txMu → mu; ids.mu is a leaf.
 //   - layer lock (one per hash, in locks): held for the whole of an
-//     operation on that layer: create, delete, mount, unmount.
+//     operation on that layer: create, delete, mount, unmount. A create
+//     holds two, its parent's and its own, taken in byte order of the ids
+//     (lockPair) — not parent first, which two creates naming each other
+//     as parent would turn into a deadlock.
 //   - txMu: serialises pool transactions (the pool's id is a sequence) and
-//     thin id allocation. Held only across steps 1–4 above, never across
-//     mkfs, mounts or filesystem growth.
+//     thin id allocation. Held only across steps 1–4 above (and a
+//     delete's discard, which must follow its intent), never across mkfs,
+//     mounts or filesystem growth.
 //   - mu: guards the in-memory cache of DevInfos; never held across I/O
 //     other than reading one DevInfo file.
+//   - ids.mu: the thin id index; built under it once, by reading every
+//     DevInfo, then only map updates.
+//
+// The deferred deletion worker takes a layer lock through DeleteDevice
+// like any caller; its own mutex is a leaf.
 package deviceset

@@ -15,7 +15,11 @@ import (
 )
 
 // Moby's pool table: a low water mark of 32768 blocks and no zeroing of new
-// blocks (every layer gets a filesystem written over it anyway).
+// blocks (every layer gets a filesystem written over it anyway). Unlike
+// Moby's, a pool made here errors writes when it runs out of data space
+// (error_if_no_space) rather than queueing them for the kernel's
+// no_space_timeout (60 s) before failing them anyway: a writer gets ENOSPC
+// at once instead of hanging, and nothing else changes.
 const poolLowWaterMark = 32768
 
 // pool is the thin pool the layers live in.
@@ -121,6 +125,7 @@ func (ds *DeviceSet) createPool(p *pool) (dm.Info, error) {
 		DataBlockSize:    dm.BytesToSectors(uint64(ds.cfg.BlockSize)),
 		LowWaterMark:     poolLowWaterMark,
 		SkipBlockZeroing: true,
+		ErrorIfNoSpace:   true,
 		ReadOnly:         ds.ro, // the kernel then changes nothing in the metadata
 	}
 	info, err := ds.dm.CreateAndLoad(p.name, "", []dm.TableLine{dm.Line(0, dm.BytesToSectors(size), table)}, 0)

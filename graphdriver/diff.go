@@ -18,13 +18,13 @@ func (d *driver) mounted(id, parent string, f func(root, parentRoot string) erro
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, d.Put(id)) }()
+	defer func() { err = errors.Join(err, d.release(id)) }()
 	parentRoot := ""
 	if parent != "" {
 		if parentRoot, err = d.Get(parent, ""); err != nil {
 			return err
 		}
-		defer func() { err = errors.Join(err, d.Put(parent)) }()
+		defer func() { err = errors.Join(err, d.release(parent)) }()
 	}
 	return f(root, parentRoot)
 }
@@ -55,7 +55,7 @@ func (d *driver) Diff(id, parent string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	release := func() error { return d.Put(id) }
+	release := func() error { return d.release(id) }
 	var rc io.ReadCloser
 	if parent == "" {
 		rc, err = fsutil.TarTree(root, d.idMap)
@@ -74,12 +74,24 @@ func (d *driver) diffAgainst(root, parent string, release *func() error) (io.Rea
 		return nil, err
 	}
 	putID := *release
-	*release = func() error { return errors.Join(d.Put(parent), putID()) }
+	*release = func() error { return errors.Join(d.release(parent), putID()) }
 	changes, err := fsutil.Changes(root, parentRoot)
 	if err != nil {
 		return nil, err
 	}
 	return fsutil.ExportChanges(root, changes, d.idMap)
+}
+
+// release is Put for the driver's own Gets, which no caller can repeat:
+// a Put that failed and left the layer mounted is tried once more.
+func (d *driver) release(id string) error {
+	err := d.Put(id)
+	if err != nil && stillMounted(d.mountPoint(id)) {
+		if err2 := d.Put(id); err2 == nil {
+			return err // reported, but nothing is left behind
+		}
+	}
+	return err
 }
 
 type releaseOnClose struct {
@@ -104,7 +116,7 @@ func (d *driver) ApplyDiff(id, parent string, diff io.Reader) (size int64, err e
 	if err != nil {
 		return 0, err
 	}
-	defer func() { err = errors.Join(err, d.Put(id)) }()
+	defer func() { err = errors.Join(err, d.release(id)) }()
 	stream, err := fsutil.DecompressStream(diff)
 	if err != nil {
 		return 0, fmt.Errorf("apply diff to layer %q: %w", id, err)

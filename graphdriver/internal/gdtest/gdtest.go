@@ -1,0 +1,151 @@
+// Package gdtest holds the kernel-test helpers the graph driver's
+// reliability tests share (graphdriver's own and the crash walk's, in
+// graphdriver/crashwalk): a driver per test, layer trees, and the checks of
+// a home against its pool. Tests only.
+package gdtest
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	gd "github.com/thinlayer/thinlayer/graphdriver"
+	"github.com/thinlayer/thinlayer/testutil"
+)
+
+// WalkOptions keep a test home small and cheap to copy and check: a
+// 128 MB ext4 base with a small journal, 16 MB of metadata, no discard.
+func WalkOptions(extra ...string) []string {
+	return append([]string{"dm.loopdatasize=1GB", "dm.loopmetadatasize=16MB", "dm.basesize=128MB",
+		"dm.fs=ext4", "dm.mkfsarg=-Jsize=4", "dm.min_free_space=1%", "dm.blkdiscard=false"}, extra...)
+}
+
+// CrashOptions are WalkOptions without deferred removal and deletion.
+func CrashOptions(extra ...string) []string {
+	return WalkOptions(append([]string{"dm.use_deferred_removal=false", "dm.use_deferred_deletion=false"}, extra...)...)
+}
+
+// Must fails t on err.
+func Must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// NewDriver opens a driver on home, cleaned up at test end.
+func NewDriver(t testing.TB, home string, opts []string) gd.Driver {
+	t.Helper()
+	testutil.RequireKernel(t)
+	d, err := gd.Init(home, opts, gd.IdentityMapping{})
+	if err != nil {
+		t.Fatalf("Init %s: %v", home, err)
+	}
+	t.Cleanup(func() { _ = d.Cleanup() })
+	return d
+}
+
+// Get mounts a layer and returns its root.
+func Get(t testing.TB, d gd.Driver, id string) string {
+	t.Helper()
+	root, err := d.Get(id, "")
+	if err != nil {
+		t.Fatalf("Get %s: %v", id, err)
+	}
+	return root
+}
+
+// Put releases a Get.
+func Put(t testing.TB, d gd.Driver, id string) {
+	t.Helper()
+	if err := d.Put(id); err != nil {
+		t.Fatalf("Put %s: %v", id, err)
+	}
+}
+
+// MustCreate creates id on parent.
+func MustCreate(t testing.TB, d gd.Driver, id, parent string) {
+	t.Helper()
+	if err := d.Create(id, parent, nil); err != nil {
+		t.Fatalf("Create %s on %q: %v", id, parent, err)
+	}
+}
+
+// WriteFile writes a file (and its directories) with mode and owner.
+func WriteFile(t testing.TB, path, content string, mode os.FileMode) {
+	t.Helper()
+	Must(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	Must(t, os.WriteFile(path, []byte(content), mode))
+	Must(t, os.Chmod(path, mode))
+}
+
+// StatusRow is one row of the driver's Status.
+func StatusRow(d gd.Driver, name string) string {
+	for _, r := range d.Status() {
+		if r[0] == name {
+			return r[1]
+		}
+	}
+	return ""
+}
+
+// FSSize is the size of the filesystem dir is on.
+func FSSize(t testing.TB, dir string) uint64 {
+	var st unix.Statfs_t
+	Must(t, unix.Statfs(dir, &st))
+	return st.Blocks * uint64(st.Bsize)
+}
+
+// TreeOf describes every entry below root: type, mode, owner, size,
+// content digest, link target, and mtime for non-directories.
+func TreeOf(t testing.TB, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	Must(t, filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		desc := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
+		switch {
+		case fi.Mode().IsRegular():
+			b, _ := os.ReadFile(p)
+			desc += fmt.Sprintf(" size=%d sha=%x mtime=%d", fi.Size(), sha256.Sum256(b), fi.ModTime().Unix())
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			desc += " -> " + target
+		}
+		out[rel] = desc
+		return nil
+	}))
+	return out
+}
+
+// DiffTrees lists the entries that differ between two TreeOf results.
+func DiffTrees(a, b map[string]string) []string {
+	var d []string
+	for k, v := range a {
+		if b[k] != v {
+			d = append(d, fmt.Sprintf("%s: %q vs %q", k, v, b[k]))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			d = append(d, k+": only in second")
+		}
+	}
+	sort.Strings(d)
+	return d
+}

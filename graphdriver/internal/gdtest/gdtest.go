@@ -104,7 +104,8 @@ func FSSize(t testing.TB, dir string) uint64 {
 }
 
 // TreeOf describes every entry below root: type, mode, owner, size,
-// content digest, link target, and mtime for non-directories.
+// content digest, link count, link target, device number, and mtime for
+// non-directories.
 func TreeOf(t testing.TB, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -122,10 +123,12 @@ func TreeOf(t testing.TB, root string) map[string]string {
 		switch {
 		case fi.Mode().IsRegular():
 			b, _ := os.ReadFile(p)
-			desc += fmt.Sprintf(" size=%d sha=%x mtime=%d", fi.Size(), sha256.Sum256(b), fi.ModTime().Unix())
+			desc += fmt.Sprintf(" size=%d sha=%x mtime=%d nlink=%d", fi.Size(), sha256.Sum256(b), fi.ModTime().Unix(), st.Nlink)
 		case fi.Mode()&os.ModeSymlink != 0:
 			target, _ := os.Readlink(p)
 			desc += " -> " + target
+		case fi.Mode()&os.ModeDevice != 0:
+			desc += fmt.Sprintf(" rdev=%d", st.Rdev)
 		}
 		out[rel] = desc
 		return nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,8 +48,18 @@ type Options struct {
 // Control is an open /dev/mapper/control. Its methods are safe for
 // concurrent use: each call is one or a few independent ioctls.
 type Control struct {
-	f    *os.File
-	udev UdevMode // UdevSync or UdevOff once opened
+	*ctl
+	udev   UdevMode // UdevSync or UdevOff once opened
+	noWait bool     // pass udev cookies but don't wait for them (NoUdevWait)
+	parent bool     // Close closes the descriptor (false for NoUdevWait's)
+}
+
+// ctl is what a Control and the Controls derived from it share.
+type ctl struct {
+	rawFD     atomic.Int32 // -1 once closed
+	closeOnce sync.Once
+	closeErr  error
+	dirMade   atomic.Bool // MapperDir exists (made or checked once)
 }
 
 // Open opens the control node with automatic udev detection.
@@ -56,14 +68,17 @@ func Open() (*Control, error) { return OpenWith(Options{}) }
 // OpenWith opens the control node. A missing node or a kernel without
 // device-mapper gives an error matching ErrNotSupported.
 func OpenWith(opts Options) (*Control, error) {
-	f, err := os.OpenFile(ControlPath, os.O_RDWR|unix.O_CLOEXEC, 0)
+	// A raw fd, not an *os.File: File.Fd would cost an fcntl per ioctl.
+	fd, err := unix.Open(ControlPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
+		err = &os.PathError{Op: "open", Path: ControlPath, Err: err}
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
 			return nil, fmt.Errorf("%w: %v", ErrNotSupported, err)
 		}
 		return nil, wrap("open control", "", err)
 	}
-	c := &Control{f: f, udev: opts.Udev}
+	c := &Control{ctl: &ctl{}, udev: opts.Udev, parent: true}
+	c.rawFD.Store(int32(fd))
 	if c.udev == UdevAuto {
 		c.udev = UdevOff
 		if UdevRunning() {
@@ -73,13 +88,28 @@ func OpenWith(opts Options) (*Control, error) {
 	return c, nil
 }
 
-// Close closes the control node.
-func (c *Control) Close() error { return c.f.Close() }
+// Close closes the control node and destroys the udev cookies still
+// pending from NoUdevWait ops. Closing again does nothing. On a Control
+// from NoUdevWait, Close does nothing: only the Control it came from
+// closes the shared descriptor.
+func (c *Control) Close() error {
+	if !c.parent {
+		return nil
+	}
+	c.closeOnce.Do(func() {
+		fd := c.rawFD.Swap(-1)
+		if err := unix.Close(int(fd)); err != nil {
+			c.closeErr = wrap("close control", "", err)
+		}
+	})
+	return c.closeErr
+}
 
 // UdevMode reports how this Control handles device nodes.
 func (c *Control) UdevMode() UdevMode { return c.udev }
 
-func (c *Control) fd() int { return int(c.f.Fd()) }
+// fd is the control descriptor, or -1 (EBADF for the ioctl) once closed.
+func (c *Control) fd() int { return int(c.rawFD.Load()) }
 
 // call builds a request for dev, lets fill set it up, runs cmd and wraps errors.
 func (c *Control) call(op, dev string, cmd uintptr, fill func(*request) error) (*request, error) {

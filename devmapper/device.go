@@ -59,7 +59,7 @@ func (c *Control) Create(name, uuid string) (Info, error) {
 	}
 	info := infoFrom(r.header())
 	if c.udev == UdevOff {
-		if err := makeNode(name, info.Dev()); err != nil {
+		if err := c.makeNode(name, info.Dev()); err != nil {
 			_, _ = c.call("remove", name, unix.DM_DEV_REMOVE, nil)
 			return Info{}, wrap("create", name, err)
 		}
@@ -68,20 +68,26 @@ func (c *Control) Create(name, uuid string) (Info, error) {
 }
 
 // CreateAndLoad creates a device, loads its table and resumes it, removing
-// the device again if any step fails.
+// the device again if any step fails. The Info is the resume's reply. Without
+// udev the /dev/mapper node exists when it returns (no EnsureNode needed);
+// with udev it does too, unless the Control is from NoUdevWait.
 func (c *Control) CreateAndLoad(name, uuid string, table []TableLine, flags uint16) (Info, error) {
 	if _, err := c.Create(name, uuid); err != nil {
 		return Info{}, err
 	}
 	err := c.Load(name, table, false)
+	var info Info
 	if err == nil {
-		err = c.Resume(name, flags)
+		info, err = c.resume(name, flags)
 	}
 	if err != nil {
 		_ = c.Remove(name, flags)
 		return Info{}, err
 	}
-	return c.Info(name)
+	if info.UUID == "" {
+		info.UUID = uuid
+	}
+	return info, nil
 }
 
 // Info reports on a device; a missing one gives an error matching ErrNotFound.
@@ -142,21 +148,33 @@ func (c *Control) Suspend(name string, flags SuspendFlags) error {
 // Resume makes a loaded table live and restarts I/O. udevFlags go to udev's
 // rules with the change event (see Udev*Flag).
 func (c *Control) Resume(name string, udevFlags uint16) error {
-	err := c.withCookie("resume", name, unix.DM_DEV_SUSPEND, udevFlags, nil)
+	_, err := c.resume(name, udevFlags)
+	return err
+}
+
+// resume is Resume returning the device's state from the reply.
+func (c *Control) resume(name string, udevFlags uint16) (Info, error) {
+	r, err := c.withCookie("resume", name, unix.DM_DEV_SUSPEND, udevFlags, nil)
 	if errors.Is(err, errUdevTimeout) {
 		// udev missed the event: do what its rules would have done.
 		var info Info
 		if info, err = c.Info(name); err == nil {
 			err = c.EnsureNode(info)
 		}
+		return info, err
 	}
-	return err
+	if err != nil {
+		return Info{}, err
+	}
+	info := infoFrom(r.header())
+	info.Name = name
+	return info, nil
 }
 
 // Remove removes a device (and its node). A device still open gives an error
 // matching ErrBusy and unix.EBUSY.
 func (c *Control) Remove(name string, udevFlags uint16) error {
-	err := c.withCookie("remove", name, unix.DM_DEV_REMOVE, udevFlags, nil)
+	_, err := c.withCookie("remove", name, unix.DM_DEV_REMOVE, udevFlags, nil)
 	if err != nil && !errors.Is(err, errUdevTimeout) {
 		return err
 	}
@@ -170,7 +188,7 @@ func (c *Control) Remove(name string, udevFlags uint16) error {
 // schedules its removal for the last close. It reports whether removal was
 // deferred.
 func (c *Control) RemoveDeferred(name string, udevFlags uint16) (deferred bool, err error) {
-	err = c.withCookie("deferred remove", name, unix.DM_DEV_REMOVE, udevFlags, func(r *request) error {
+	_, err = c.withCookie("deferred remove", name, unix.DM_DEV_REMOVE, udevFlags, func(r *request) error {
 		r.header().Flags |= unix.DM_DEFERRED_REMOVE
 		return nil
 	})
@@ -200,7 +218,7 @@ func (c *Control) Rename(name, newName string) error {
 	if len(newName) >= unix.DM_NAME_LEN || newName == "" {
 		return wrap("rename", name, fmt.Errorf("%w: bad new name %q", unix.EINVAL, newName))
 	}
-	err := c.withCookie("rename", name, unix.DM_DEV_RENAME, 0, func(r *request) error {
+	_, err := c.withCookie("rename", name, unix.DM_DEV_RENAME, 0, func(r *request) error {
 		r.putString(newName)
 		return nil
 	})
@@ -299,12 +317,12 @@ var errUdevTimeout = errors.New("udev did not complete the event")
 
 // withCookie runs an op that makes the kernel send a uevent. With udev it
 // passes a cookie and waits for udev's rules to finish with the device node.
-func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fill func(*request) error) error {
+func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fill func(*request) error) (*request, error) {
 	var ck *cookie
 	if c.udev == UdevSync {
 		var err error
 		if ck, err = newCookie(); err != nil {
-			return wrap(op, name, err)
+			return nil, wrap(op, name, err)
 		}
 	}
 	r, err := c.call(op, name, cmd, func(r *request) error {
@@ -317,19 +335,19 @@ func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fil
 		return nil
 	})
 	if ck == nil {
-		return err
+		return r, err
 	}
 	if err != nil || r.header().Flags&unix.DM_UEVENT_GENERATED_FLAG == 0 {
 		ck.release()
-		return err
+		return r, err
 	}
 	if err := ck.wait(UdevWaitTimeout); err != nil {
 		if errors.Is(err, unix.ETIMEDOUT) {
-			return fmt.Errorf("%w: %v", errUdevTimeout, err)
+			return r, fmt.Errorf("%w: %v", errUdevTimeout, err)
 		}
-		return wrap(op, name, err)
+		return r, wrap(op, name, err)
 	}
-	return nil
+	return r, nil
 }
 
 func putLE64(b []byte, v uint64) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -227,7 +228,11 @@ func TestRemoveBusyAndDeferred(t *testing.T) {
 	if _, err := c.RemoveDeferred(info.Name, 0); err != nil {
 		t.Fatal(err)
 	}
-	f.Close() // the last close completes the removal
+	// The last close completes the removal, in a kernel workqueue: wait
+	// for the device's remove uevent (the name is unhashed before it).
+	w := watchUevents(t)
+	f.Close()
+	w.waitRemove(t, info.Minor, 30*time.Second)
 	if ok, err := c.Exists(info.Name); ok || err != nil {
 		t.Fatalf("device still there after last close (exists=%v err=%v)", ok, err)
 	}

@@ -11,25 +11,55 @@ import (
 // Without udev nobody else makes /dev/mapper/<name>: these do what
 // libdevmapper's node fallback does.
 
-func makeNode(name string, dev uint64) error {
-	if err := os.MkdirAll(MapperDir, 0o755); err != nil {
-		return fmt.Errorf("make node: %w", err)
+// makeNode makes /dev/mapper/<name> for dev, right after the device was
+// created: the node is usually missing, so mknod comes first and a stat only
+// follows an EEXIST.
+func (c *Control) makeNode(name string, dev uint64) error {
+	if err := c.mapperDir(); err != nil {
+		return err
 	}
 	path := DevicePath(name)
+	err := unix.Mknod(path, unix.S_IFBLK|0o600, int(dev))
+	if errors.Is(err, unix.EEXIST) {
+		return ensureNode(path, dev)
+	}
+	if err != nil {
+		return fmt.Errorf("mknod %s: %w", path, err)
+	}
+	return nil
+}
+
+// ensureNode checks that path is the block node for dev, replacing a stale
+// one: from a device that went away behind our back (e.g. a deferred remove
+// completed) and whose name came back with another minor.
+func ensureNode(path string, dev uint64) error {
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err == nil {
-		if st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == dev {
-			return nil
-		}
-		// A stale node from a device that went away behind our back
-		// (e.g. a deferred remove completed): replace it.
+	err := unix.Stat(path, &st)
+	if err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == dev {
+		return nil
+	}
+	if err == nil {
 		if err := os.Remove(path); err != nil {
 			return fmt.Errorf("replace stale node: %w", err)
 		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("stat %s: %w", path, err)
 	}
 	if err := unix.Mknod(path, unix.S_IFBLK|0o600, int(dev)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("mknod %s: %w", path, err)
 	}
+	return nil
+}
+
+// mapperDir makes MapperDir once per Control (its descriptor's lifetime).
+func (c *Control) mapperDir() error {
+	if c.dirMade.Load() {
+		return nil
+	}
+	if err := os.MkdirAll(MapperDir, 0o755); err != nil {
+		return fmt.Errorf("make node: %w", err)
+	}
+	c.dirMade.Store(true)
 	return nil
 }
 
@@ -51,9 +81,18 @@ func renameNode(name, newName string) error {
 
 // EnsureNode makes sure /dev/mapper/<name> exists for an active device, as a
 // caller that is about to open it needs. With udev the node is udev's, and
-// this only fills in when udev was too slow or is missing its rules.
+// this only fills in when udev was too slow or is missing its rules. Without
+// udev, Create and CreateAndLoad have made the node already: no need to
+// call this after them.
 func (c *Control) EnsureNode(info Info) error {
-	return wrap("make node", info.Name, makeNode(info.Name, info.Dev()))
+	path := DevicePath(info.Name)
+	err := ensureNode(path, info.Dev())
+	if errors.Is(err, unix.ENOENT) { // no /dev/mapper yet
+		if err = c.mapperDir(); err == nil {
+			err = ensureNode(path, info.Dev())
+		}
+	}
+	return wrap("make node", info.Name, err)
 }
 
 func isErrno(err error, errno unix.Errno) bool { return errors.Is(err, errno) }

@@ -14,7 +14,7 @@ build:
 
 # libdevmapper-dev: Moby's cgo driver, the peer in compat/ and bench/.
 deps:
-	@EXTRA_PACKAGES="libdevmapper-dev btrfs-progs lvm2" ./scripts/install-deps.sh
+	@EXTRA_PACKAGES="libdevmapper-dev btrfs-progs lvm2 containerd" ./scripts/install-deps.sh
 
 vet:
 	$(GO) vet $(PKGS)

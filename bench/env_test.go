@@ -53,6 +53,7 @@ type env struct {
 	drivers map[string]*driver
 	big     *bigHome
 	fl      *floor
+	snap    *snapHome // thinlayer's containerd snapshotter, on first use
 	seq     int
 }
 
@@ -84,8 +85,8 @@ func (e *env) driver(b *testing.B, name string) *driver {
 	return d
 }
 
-// close shuts every open driver down; a benchmark that leaves a driver's
-// devices or mounts behind fails here.
+// close shuts every open driver (and the snapshotter) down; a benchmark
+// that leaves a driver's devices or mounts behind fails here.
 func (e *env) close(b *testing.B) {
 	for name, d := range e.drivers {
 		if err := d.Cleanup(); err != nil {
@@ -100,6 +101,9 @@ func (e *env) close(b *testing.B) {
 	}
 	if e.fl != nil {
 		e.fl.close()
+	}
+	if e.snap != nil {
+		e.snap.close(b)
 	}
 }
 

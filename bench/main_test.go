@@ -96,6 +96,9 @@ func runScenarios(b *testing.B, udev bool) {
 				if round%2 == 1 {
 					order = []string{peer, thinlayer}
 				}
+				if s.only != "" {
+					order = []string{s.only}
+				}
 				for _, name := range order {
 					b.Run("driver="+name, func(b *testing.B) { s.run(b, e, name) })
 				}

@@ -9,11 +9,14 @@ import (
 )
 
 // scenario is one row of the table. run gets b.N iterations of the work on
-// one driver; floor, if set, is the same work done with raw ioctls.
+// one driver; floor, if set, is the same work done with raw ioctls; only,
+// if set, is the one driver the scenario runs on (the snapshotter's
+// scenarios: thinlayer, no peer).
 type scenario struct {
 	name  string
 	run   func(b *testing.B, e *env, name string)
 	floor func(b *testing.B, e *env)
+	only  string
 }
 
 // Scenarios, in table order. quick ones take milliseconds an iteration and
@@ -23,6 +26,8 @@ var scenarios = []scenario{
 	{name: "GetPutWarm", run: benchGetPutWarm, floor: benchFloorWarm},
 	{name: "GetPutCold", run: benchGetPutCold, floor: benchFloorCold},
 	{name: "CreateRemove", run: benchCreateRemove},
+	{name: "SnapPrepareCommit", run: benchSnapPrepareCommit, only: thinlayer},
+	{name: "SnapRemove", run: benchSnapRemove, only: thinlayer},
 	{name: "Lifecycle", run: benchLifecycle},
 	{name: "ApplyDiff100", run: benchApplyDiff100},
 	{name: "DiffBase", run: benchDiffBase},

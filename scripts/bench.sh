@@ -59,7 +59,7 @@ for cond in $conditions; do
 	fi
 	for group in $groups; do
 		case $group in
-		quick) run "$cond" 'Exists|GetPutWarm|GetPutCold|CreateRemove|Lifecycle|ReadChain20' "$qbt" "$qr" ;;
+		quick) run "$cond" 'Exists|GetPutWarm|GetPutCold|CreateRemove|SnapPrepareCommit|SnapRemove|Lifecycle|ReadChain20' "$qbt" "$qr" ;;
 		files) run "$cond" 'ApplyDiff100|DiffBase|Changes|DiffSize|ApplyDiff64M|Remove100' "$fbt" "$fr" ;;
 		init) run "$cond" 'Init500|Init5000|Init10000' "$init_bt" "$init_rounds" -peer-init-max "$peer_init_max" ;;
 		*) echo "bench: unknown group $group" >&2 && exit 2 ;;

@@ -140,6 +140,8 @@ func TestTargetFor(t *testing.T) {
 		{"Udev", "Init500", Target{Ratio: 0.1}},
 		{"Udev", "Changes", Target{Ratio: 1}},
 		{"NoUdev", "Init10000", Target{Flat: true}},
+		{"NoUdev", "SnapPrepareCommit", Target{Alone: true}},
+		{"Udev", "SnapRemove", Target{Alone: true}},
 	} {
 		if got := TargetFor(c.cond, c.scen); got != c.want {
 			t.Errorf("TargetFor(%s, %s) = %+v, want %+v", c.cond, c.scen, got, c.want)

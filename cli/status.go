@@ -111,6 +111,7 @@ func statusRows(s deviceset.Status) []StatusRow {
 		{"Deferred Removal Enabled", strconv.FormatBool(s.DeferredRemoveEnabled)},
 		{"Deferred Deletion Enabled", strconv.FormatBool(s.DeferredDeleteEnabled)},
 		{"Deferred Deleted Device Count", strconv.Itoa(s.DeferredDeletedCount)},
+		{"Idle Active Device Count", strconv.Itoa(s.IdleDeviceCount)},
 		{"Library Version", graphdriver.LibraryVersion},
 	}...)
 }

@@ -24,16 +24,21 @@ const udevFlags = dm.UdevDisableDiskRulesFlag | dm.UdevDisableOtherRulesFlag
 // thin id would be one filesystem mounted twice.
 func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	name := ds.deviceName(info.Hash)
-	if info.Hash != "" { // the base is checked at Init, before the index
-		if other, shared := ds.index().other(info.DeviceID, info.Hash); shared {
-			return "", fmt.Errorf("activate layer %q: %w: thin id %d is also named by layer %q; remove one of them",
-				info.Hash, ErrCorruptMetadata, info.DeviceID, other)
-		}
+	if other, shared := ds.sharedThinID(info); shared {
+		return "", fmt.Errorf("activate layer %q: %w: thin id %d is also named by layer %q; remove one of them",
+			info.Hash, ErrCorruptMetadata, info.DeviceID, other)
 	}
+	if ds.idle != nil {
+		ds.idle.take(info.Hash) // in use again
+	}
+	info.pristine = false // from here on it may own blocks of its own
 	cur, err := ds.dm.Info(name)
 	if err == nil {
 		if reused, err := ds.reuse(cur, info); reused || err != nil {
-			return dm.DevicePath(name), err
+			if err != nil {
+				return "", err
+			}
+			return ds.nodeOf(cur)
 		}
 	} else if !errors.Is(err, dm.ErrNotFound) {
 		return "", err
@@ -45,10 +50,24 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("activate layer %q (thin id %d in pool %s): %w", info.Hash, info.DeviceID, ds.pool.name, err)
 	}
+	info.loadedSize = info.Size
 	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "device_id": info.DeviceID}).Debug("activated")
-	// A node left by someone else's deferred removal may name another
-	// device: EnsureNode checks the device number, not just the name.
-	return dm.DevicePath(name), ds.dm.EnsureNode(cur)
+	return ds.nodeOf(cur)
+}
+
+// nodeOf is the node to open an active device by: the kernel's own
+// /dev/dm-<minor>, which devtmpfs makes when the first table is loaded,
+// before the call that loads it returns — so nothing waits for udev to
+// make /dev/mapper/<name>. Where /dev is no devtmpfs, the /dev/mapper
+// node is made if missing (EnsureNode checks the device number: a node
+// left by someone else's deferred removal may name another device).
+func (ds *DeviceSet) nodeOf(cur dm.Info) (string, error) {
+	p := fmt.Sprintf("/dev/dm-%d", cur.Minor)
+	var st unix.Stat_t
+	if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == cur.Dev() {
+		return p, nil
+	}
+	return dm.DevicePath(cur.Name), ds.dm.EnsureNode(cur)
 }
 
 func (ds *DeviceSet) thinTable(info *DevInfo) []dm.TableLine {
@@ -75,28 +94,31 @@ func (ds *DeviceSet) reuse(cur dm.Info, info *DevInfo) (bool, error) {
 			return false, err
 		}
 	}
-	if err := ds.fitTable(cur.Name, info); err != nil {
-		return false, err
-	}
-	return true, ds.dm.EnsureNode(cur)
+	return true, ds.fitTable(cur.Name, info)
 }
 
 // fitTable reloads an active device whose table is not the layer's size:
 // one left active (a failed deactivate) from before the layer grew would
 // otherwise hide the growth.
 func (ds *DeviceSet) fitTable(name string, info *DevInfo) error {
+	if info.loadedSize == info.Size {
+		return nil // ours, loaded at this size (an idle device)
+	}
 	t, err := ds.dm.Table(name)
 	if err != nil {
 		return err
 	}
-	if len(t) == 1 && t[0].Length == dm.BytesToSectors(info.Size) {
-		return nil
+	if len(t) != 1 || t[0].Length != dm.BytesToSectors(info.Size) {
+		ds.log.WithFields(logrus.Fields{"hash": info.Hash, "size": info.Size}).Info("reloading active device at the layer's size")
+		if err := ds.dm.Load(name, ds.thinTable(info), false); err != nil {
+			return err
+		}
+		if err := ds.dm.Resume(name, udevFlags); err != nil {
+			return err
+		}
 	}
-	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "size": info.Size}).Info("reloading active device at the layer's size")
-	if err := ds.dm.Load(name, ds.thinTable(info), false); err != nil {
-		return err
-	}
-	return ds.dm.Resume(name, udevFlags)
+	info.loadedSize = info.Size
+	return nil
 }
 
 // deactivate removes the layer's thin device if active. With deferred
@@ -182,18 +204,25 @@ func (ds *DeviceSet) filesystemOf(dev string) (string, error) {
 }
 
 // UnmountDevice unmounts path, removes the (now empty) mount point as Moby
-// does, and deactivates the layer's device.
+// does, and leaves the layer's device active in the idle set (or
+// deactivates it: with the set off, or when it is open elsewhere).
 func (ds *DeviceSet) UnmountDevice(hash, path string) error {
+	evicted, err := ds.unmountDevice(hash, path)
+	ds.evictIdle(evicted) // after letting go of hash's lock: no lock order to keep
+	return err
+}
+
+func (ds *DeviceSet) unmountDevice(hash, path string) ([]string, error) {
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
 	if err := faultPoint("unmount"); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("unmount layer %q from %s: %w", hash, path, err)
+		return nil, fmt.Errorf("unmount layer %q from %s: %w", hash, path, err)
 	}
 	_ = unix.Rmdir(path)
-	return ds.deactivate(hash)
+	return ds.keepIdle(hash)
 }
 
 // setXFSNoSpaceRetries bounds how often xfs retries metadata writes when the

@@ -78,6 +78,9 @@ type Config struct {
 	XFSNoSpaceMaxRetries string
 	// LibdmLogLevel is Moby's dm.libdm_log_level, 2 (fatal) to 7 (debug).
 	LibdmLogLevel int
+	// IdleDevices is how many unmounted layers keep their device active
+	// for a quick next mount (not a Moby option); 0 turns that off.
+	IdleDevices int
 }
 
 // DefaultConfig returns Moby v24.0.9's defaults.
@@ -94,6 +97,7 @@ func DefaultConfig() Config {
 		DeferredDelete:      true,
 		MinFreeSpacePercent: cfgDefaultMinFreeSpace,
 		LibdmLogLevel:       cfgLibdmLogFatal,
+		IdleDevices:         DefaultIdleDevices,
 		// Moby's setupDirectLVM fills these in for options left at 0.
 		DirectLVM: DirectLVMConfig{ThinpPercent: 95, ThinpMetaPercent: 1,
 			AutoExtendPercent: 20, AutoExtendThreshold: 80},

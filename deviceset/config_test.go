@@ -208,7 +208,7 @@ func TestDefaultConfig(t *testing.T) {
 	want := Config{
 		BaseSize: 10 * 1024 * 1024 * 1024, LoopDataSize: 100 << 30, LoopMetadataSize: 2 << 30,
 		BlockSize: 64 << 10, DoBlkDiscard: true, DeferredRemove: true, DeferredDelete: true,
-		MinFreeSpacePercent: 10, LibdmLogLevel: 2,
+		MinFreeSpacePercent: 10, LibdmLogLevel: 2, IdleDevices: DefaultIdleDevices,
 		DirectLVM: DirectLVMConfig{ThinpPercent: 95, ThinpMetaPercent: 1, AutoExtendPercent: 20, AutoExtendThreshold: 80},
 	}
 	if !reflect.DeepEqual(c, want) {

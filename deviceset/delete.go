@@ -38,14 +38,22 @@ func (ds *DeviceSet) deleteLayer(hash string, syncDelete, onlyMarked bool) error
 	if err != nil {
 		return fmt.Errorf("remove layer %q: %w", hash, err)
 	}
+	// An idle device that is to be discarded is discarded through, and
+	// removed after that: one activation less.
+	keep := ds.idle != nil && ds.idle.take(hash) && ds.cfg.DoBlkDiscard && !info.pristine
 	// Deferred removal only pays off together with deferred deletion;
 	// otherwise the pool's delete would just find the device still open.
-	if err := ds.deactivateMode(hash, ds.cfg.DeferredRemove && ds.cfg.DeferredDelete); err != nil {
-		return fmt.Errorf("remove layer %q: deactivate device %s: %w", hash, ds.deviceName(hash), err)
+	if !keep {
+		if err := ds.deactivateMode(hash, ds.cfg.DeferredRemove && ds.cfg.DeferredDelete); err != nil {
+			return fmt.Errorf("remove layer %q: deactivate device %s: %w", hash, ds.deviceName(hash), err)
+		}
 	}
 	ds.txMu.Lock()
 	err = ds.deleteTx(info, ds.cfg.DoBlkDiscard)
 	ds.txMu.Unlock()
+	if keep && err != nil {
+		_ = ds.deactivateMode(hash, ds.cfg.DeferredRemove && ds.cfg.DeferredDelete)
+	}
 	if ds.deferDelete(err, syncDelete) {
 		ds.log.WithField("hash", hash).Debug("device busy: deletion deferred")
 		return ds.markDeleted(info)
@@ -139,17 +147,28 @@ func (ds *DeviceSet) withdraw(t transaction, cause error) error {
 	return cause
 }
 
-// discard issues BLKDISCARD over the whole (inactive) device, so that a
-// loopback data file gets its space back: deleting a thin device frees its
-// blocks in the pool but tells the data device nothing (dm.blkdiscard).
-// A device that is still active is open somewhere — a mount elsewhere would
-// lose its data — and is left alone. It reports whether it discarded.
+// discard issues BLKDISCARD over the whole device, so that a loopback
+// data file gets its space back: deleting a thin device frees its blocks
+// in the pool but tells the data device nothing (dm.blkdiscard). A
+// snapshot never active since this process made it owns no block, and is
+// not discarded. A device open somewhere — a mount elsewhere would lose
+// its data — is left alone; an idle one is discarded through, and removed.
+// It reports whether it discarded.
 func (ds *DeviceSet) discard(info *DevInfo) (bool, error) {
-	name := ds.deviceName(info.Hash)
-	if _, err := ds.dm.Info(name); err == nil {
+	if info.pristine {
 		return false, nil
 	}
-	dev, err := ds.activate(info)
+	name := ds.deviceName(info.Hash)
+	dev := ""
+	cur, err := ds.dm.Info(name)
+	switch {
+	case err == nil && cur.OpenCount > 0:
+		return false, nil
+	case err == nil:
+		dev, err = ds.nodeOf(cur)
+	case errors.Is(err, dm.ErrNotFound):
+		dev, err = ds.activate(info)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -51,10 +53,14 @@ type DeviceSet struct {
 	unsettled bool   // a failed transaction is still open (txMu)
 	ids       idIndex
 
+	blockBytes atomic.Uint64 // the pool's data block size, once read
+
 	mu      sync.Mutex
 	devices map[string]*DevInfo // DevInfos read so far, by hash
+	byID    map[int][]string    // the same, by thin id
 	meta    setMetadata
 
+	idle     *idleSet // unmounted layers whose device stays active, nil when off
 	deleter  *deleter // deferred deletion worker, nil when off
 	shutdown sync.Once
 }
@@ -83,6 +89,7 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 		log:     logrus.WithField("storage-driver", "devicemapper"),
 		store:   store{dir: filepath.Join(home, "metadata")},
 		devices: make(map[string]*DevInfo),
+		byID:    make(map[int][]string),
 	}
 	if err := ds.makeHome(); err != nil {
 		return nil, err
@@ -124,6 +131,9 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 	ds.finishGrows()
 	if cfg.DeferredDelete {
 		ds.startDeleter()
+	}
+	if cfg.IdleDevices > 0 {
+		ds.idle = newIdleSet(cfg.IdleDevices)
 	}
 	return ds, nil
 }
@@ -221,20 +231,66 @@ func (ds *DeviceSet) lookup(hash string) (*DevInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ds.devices[hash] = info
+	ds.remember(info)
 	return info, nil
 }
 
 func (ds *DeviceSet) cache(info *DevInfo) {
 	ds.mu.Lock()
-	ds.devices[info.Hash] = info
+	ds.drop(info.Hash)
+	ds.remember(info)
 	ds.mu.Unlock()
 }
 
 func (ds *DeviceSet) forget(hash string) {
 	ds.mu.Lock()
-	delete(ds.devices, hash)
+	ds.drop(hash)
 	ds.mu.Unlock()
+}
+
+// remember and drop keep devices and byID in step; called with mu held.
+func (ds *DeviceSet) remember(info *DevInfo) {
+	if ds.byID == nil {
+		ds.byID = make(map[int][]string)
+	}
+	ds.devices[info.Hash] = info
+	ds.byID[info.DeviceID] = append(ds.byID[info.DeviceID], info.Hash)
+}
+
+func (ds *DeviceSet) drop(hash string) {
+	info := ds.devices[hash]
+	if info == nil {
+		return
+	}
+	delete(ds.devices, hash)
+	rest := slices.DeleteFunc(ds.byID[info.DeviceID], func(h string) bool { return h == hash })
+	if len(rest) == 0 {
+		delete(ds.byID, info.DeviceID)
+	} else {
+		ds.byID[info.DeviceID] = rest
+	}
+}
+
+// sharedThinID returns another layer whose DevInfo names info's thin id,
+// among the DevInfos read so far (and all of them once the index is
+// built). That is enough to never activate one thin id twice: a layer
+// is read before its device is made, so of two layers claiming one id
+// the second to be activated finds the first. Reading every DevInfo
+// here instead would make the first Get after Init cost as much as the
+// home is large.
+func (ds *DeviceSet) sharedThinID(info *DevInfo) (string, bool) {
+	ds.mu.Lock()
+	for _, h := range ds.byID[info.DeviceID] {
+		if h != info.Hash {
+			ds.mu.Unlock()
+			return h, true
+		}
+	}
+	ds.mu.Unlock()
+	if ds.ids.isBuilt() {
+		return ds.ids.other(info.DeviceID, info.Hash)
+	}
+	return "", false
 }
 
 // HasDevice reports whether the layer has a DevInfo (deleted ones included,
@@ -290,6 +346,7 @@ func (ds *DeviceSet) Release() {
 		if ds.deleter != nil {
 			ds.deleter.close()
 		}
+		ds.dropIdle()
 		ds.close()
 	})
 }

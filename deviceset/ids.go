@@ -7,7 +7,7 @@ import (
 
 // idIndex maps thin ids to the layers whose DevInfo names them. DevInfos
 // are read lazily, one layer at a time; the index is built from all of
-// them on first need (the first create, delete or mount of a layer) and
+// them on first need (the first create or delete of a layer) and
 // kept up to date after that — only this process writes the home.
 //
 // It answers what a single DevInfo cannot: whether another layer names
@@ -21,7 +21,8 @@ type idIndex struct {
 	owners map[int][]string
 }
 
-// index returns the built index, reading every DevInfo on first use.
+// index returns the built index, reading every DevInfo on first use: the
+// first create or delete (not mount) after Init.
 func (ds *DeviceSet) index() *idIndex {
 	x := &ds.ids
 	x.mu.Lock()
@@ -43,6 +44,13 @@ func (ds *DeviceSet) index() *idIndex {
 		x.built = true
 	}
 	return x
+}
+
+// isBuilt reports whether the index has been built.
+func (x *idIndex) isBuilt() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.built
 }
 
 // add records that hash's DevInfo names id.

@@ -27,6 +27,7 @@ type Status struct {
 	DeferredRemoveEnabled bool
 	DeferredDeleteEnabled bool
 	DeferredDeletedCount  int
+	IdleDeviceCount       int // unmounted layers whose device is kept active
 	Pool                  dm.ThinPoolStatus
 }
 
@@ -45,6 +46,7 @@ func (ds *DeviceSet) Status() (Status, error) {
 	if ds.deleter != nil {
 		s.DeferredDeletedCount = ds.deleter.count()
 	}
+	s.IdleDeviceCount = ds.IdleDevices()
 	ds.mu.Lock()
 	s.BaseDeviceFS = ds.meta.BaseDeviceFilesystem
 	ds.mu.Unlock()

@@ -290,6 +290,7 @@ func (d *driver) Status() [][2]string {
 		{"Deferred Removal Enabled", strconv.FormatBool(s.DeferredRemoveEnabled)},
 		{"Deferred Deletion Enabled", strconv.FormatBool(s.DeferredDeleteEnabled)},
 		{"Deferred Deleted Device Count", strconv.Itoa(s.DeferredDeletedCount)},
+		{"Idle Active Device Count", strconv.Itoa(s.IdleDeviceCount)},
 		{"Library Version", LibraryVersion},
 	}...)
 }

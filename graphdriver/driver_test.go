@@ -2,6 +2,7 @@ package graphdriver_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	gd "github.com/thinlayer/thinlayer/graphdriver"
@@ -253,7 +255,8 @@ func TestStatusAndMetadata(t *testing.T) {
 		"Udev Sync Supported", "Data file", "Metadata file", "Data loop file", "Metadata loop file",
 		"Data Space Used", "Data Space Total", "Data Space Available", "Metadata Space Used",
 		"Metadata Space Total", "Metadata Space Available", "Thin Pool Minimum Free Space",
-		"Deferred Removal Enabled", "Deferred Deletion Enabled", "Deferred Deleted Device Count", "Library Version"}
+		"Deferred Removal Enabled", "Deferred Deletion Enabled", "Deferred Deleted Device Count",
+		"Idle Active Device Count", "Library Version"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("Status rows:\n got %v\nwant %v", names, want)
 	}
@@ -318,8 +321,9 @@ func TestInvalidIDs(t *testing.T) {
 	var _ io.Reader
 }
 
-// With udevd running the driver waits for udev through cookies, and the
-// /dev/mapper links are udev's.
+// With udevd running the /dev/mapper links are udev's. The driver hands
+// udev its events with the flags that spare a layer device the disk rules,
+// but waits for none: it mounts the kernel's own /dev/dm-N node.
 func TestLifecycleUnderUdev(t *testing.T) {
 	testutil.RequireKernel(t)
 	testutil.StartUdevd(t)
@@ -329,17 +333,21 @@ func TestLifecycleUnderUdev(t *testing.T) {
 		t.Fatalf("Udev Sync Supported = %s with udevd running", statusRow(d, "Udev Sync Supported"))
 	}
 	mustCreate(t, d, "u1", "")
-	writeFile(t, get(t, d, "u1")+"/f", "under udev", 0o644, 0, 0)
+	root := get(t, d, "u1")
+	writeFile(t, root+"/f", "under udev", 0o644, 0, 0)
 	m, err := d.GetMetadata("u1")
 	must(t, err)
-	link, err := os.Readlink("/dev/mapper/" + m["DeviceName"])
-	if err != nil || !strings.HasPrefix(link, "../dm-") {
-		t.Fatalf("/dev/mapper/%s is not udev's link: %q %v", m["DeviceName"], link, err)
+	info, err := deviceInfo(t, d, "u1")
+	must(t, err)
+	if src := mountSource(t, filepath.Dir(root)); src != fmt.Sprintf("/dev/dm-%d", info.Minor) {
+		t.Fatalf("u1 mounted from %q, want the kernel's node /dev/dm-%d", src, info.Minor)
 	}
+	link := "/dev/mapper/" + m["DeviceName"]
+	eventually(t, "udev's link "+link, 30*time.Second, func() bool {
+		l, err := os.Readlink(link)
+		return err == nil && l == fmt.Sprintf("../dm-%d", info.Minor)
+	})
 	put(t, d, "u1")
-	if _, err := os.Lstat("/dev/mapper/" + m["DeviceName"]); !os.IsNotExist(err) {
-		t.Fatalf("udev link left after Put: %v", err)
-	}
 	mustCreate(t, d, "u2", "u1")
 	if b, err := os.ReadFile(get(t, d, "u2") + "/f"); err != nil || string(b) != "under udev" {
 		t.Fatalf("snapshot reads %q %v", b, err)
@@ -347,4 +355,19 @@ func TestLifecycleUnderUdev(t *testing.T) {
 	put(t, d, "u2")
 	must(t, d.Remove("u2"))
 	must(t, d.Remove("u1"))
+	eventually(t, "udev removing "+link, 30*time.Second, func() bool {
+		_, err := os.Lstat(link)
+		return os.IsNotExist(err)
+	})
+}
+
+// mountSource is the device mounted on dir, as /proc/self/mountinfo says.
+func mountSource(t *testing.T, dir string) string {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	must(t, err)
+	if len(ms) != 1 {
+		t.Fatalf("%d mounts on %s", len(ms), dir)
+	}
+	return ms[0].Source
 }

@@ -138,15 +138,26 @@ func metaCases() []metaCase {
 	}
 }
 
-// sharedID: two DevInfos name keep's thin id. Neither is mounted (one
-// filesystem twice would be the end of it); removing "other" removes only
-// its record, and keep — its data, its thin device — survives.
+// sharedID: two DevInfos name keep's thin id. They are never both active
+// (one filesystem mounted twice would be the end of it): the first to be
+// mounted is (its DevInfo alone cannot tell; Get reads no other layer's),
+// the second is refused, during and after the first's mount. Removing
+// "other" removes only its record, and keep — its data, its thin device —
+// survives.
 func sharedID(t *testing.T, h *metaHome, d gd.Driver) {
-	for _, id := range []string{"keep", "other"} {
-		if _, err := d.Get(id, ""); !errors.Is(err, deviceset.ErrCorruptMetadata) || !strings.Contains(err.Error(), "also named by") {
-			t.Errorf("Get(%s) with its thin id named twice: %v", id, err)
+	refused := func(when string) {
+		t.Helper()
+		if _, err := d.Get("other", ""); !errors.Is(err, deviceset.ErrCorruptMetadata) || !strings.Contains(err.Error(), `also named by layer "keep"`) {
+			t.Errorf("Get(other) with its thin id named by keep too, %s: %v", when, err)
 		}
 	}
+	dir := get(t, d, "keep")
+	refused("keep mounted")
+	if got := readFileString(t, dir+"/data"); got != "precious" {
+		t.Errorf("keep reads %q", got)
+	}
+	put(t, d, "keep")
+	refused("keep unmounted")
 	must(t, d.Remove("other"))
 	keepWhole(t, h, d)
 }

@@ -60,6 +60,7 @@ type ctl struct {
 	closeOnce sync.Once
 	closeErr  error
 	dirMade   atomic.Bool // MapperDir exists (made or checked once)
+	jar       cookieJar   // cookies of NoUdevWait ops not yet destroyed
 }
 
 // Open opens the control node with automatic udev detection.
@@ -97,12 +98,30 @@ func (c *Control) Close() error {
 		return nil
 	}
 	c.closeOnce.Do(func() {
+		c.jar.close()
 		fd := c.rawFD.Swap(-1)
 		if err := unix.Close(int(fd)); err != nil {
 			c.closeErr = wrap("close control", "", err)
 		}
 	})
 	return c.closeErr
+}
+
+// NoUdevWait returns a Control on the same descriptor whose ops do not wait
+// for udev. Under UdevSync its Resume, Remove, RemoveDeferred, Rename and
+// CreateAndLoad still pass udev a cookie with the caller's udev flags (so
+// the rules honour them and their udevcomplete finds the semaphore), but
+// return without waiting: /dev/mapper/<name> may not exist yet, or may
+// still exist after a remove, so use Info.KernelPath to open the device.
+// Pending cookies are destroyed once udev completes them, and all at the
+// parent's Close. Under UdevOff it behaves exactly like c.
+//
+// Close on the returned Control does nothing: only the Control from Open
+// closes the descriptor, and after that the derived one fails with EBADF.
+func (c *Control) NoUdevWait() *Control {
+	d := *c
+	d.noWait, d.parent = true, false
+	return &d
 }
 
 // UdevMode reports how this Control handles device nodes.

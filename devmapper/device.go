@@ -3,6 +3,7 @@ package devmapper
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,11 @@ func (i Info) Dev() uint64 { return unix.Mkdev(i.Major, i.Minor) }
 
 // Path is the device's node under /dev/mapper.
 func (i Info) Path() string { return DevicePath(i.Name) }
+
+// KernelPath is the node devtmpfs makes for the device, /dev/dm-<minor>. It
+// exists as soon as the first table is loaded, without udev: the path to
+// use after a NoUdevWait op.
+func (i Info) KernelPath() string { return "/dev/dm-" + strconv.FormatUint(uint64(i.Minor), 10) }
 
 // DevicePath returns /dev/mapper/<name>.
 func DevicePath(name string) string { return MapperDir + "/" + name }
@@ -316,12 +322,19 @@ func (c *Control) Message(name string, sector Sectors, msg string) (string, erro
 var errUdevTimeout = errors.New("udev did not complete the event")
 
 // withCookie runs an op that makes the kernel send a uevent. With udev it
-// passes a cookie and waits for udev's rules to finish with the device node.
+// passes a cookie and waits for udev's rules to finish with the device node;
+// a NoUdevWait Control passes one too (udev's rules want its flags) but
+// leaves it to the jar instead of waiting.
 func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fill func(*request) error) (*request, error) {
 	var ck *cookie
 	if c.udev == UdevSync {
 		var err error
-		if ck, err = newCookie(); err != nil {
+		if c.noWait {
+			ck, err = c.jar.newCookie()
+		} else {
+			ck, err = newCookie(2)
+		}
+		if err != nil {
 			return nil, wrap(op, name, err)
 		}
 	}
@@ -338,8 +351,16 @@ func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fil
 		return r, err
 	}
 	if err != nil || r.header().Flags&unix.DM_UEVENT_GENERATED_FLAG == 0 {
-		ck.release()
+		if c.noWait {
+			c.jar.drop(ck)
+		} else {
+			ck.release()
+		}
 		return r, err
+	}
+	if c.noWait {
+		c.jar.keep(ck) // udev completes it; the next cookie or Close destroys it
+		return r, nil
 	}
 	if err := ck.wait(UdevWaitTimeout); err != nil {
 		if errors.Is(err, unix.ETIMEDOUT) {

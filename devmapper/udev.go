@@ -58,9 +58,10 @@ type sembuf struct {
 	flg int16
 }
 
-// newCookie creates a semaphore with value 1; the device-mapper op holding
-// it adds one more, and the waiter removes its own before waiting for zero.
-func newCookie() (*cookie, error) {
+// newCookie creates a semaphore with the given value: 1 for udev's
+// reference, plus 1 for a waiter, who removes its own before waiting for
+// zero (libdevmapper counts the same way).
+func newCookie(value int) (*cookie, error) {
 	for range 64 {
 		var b [2]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -79,7 +80,7 @@ func newCookie() (*cookie, error) {
 			return nil, fmt.Errorf("semget cookie %#x: %w", key, errno)
 		}
 		c := &cookie{key: key, semid: int(id)}
-		if err := c.setval(2); err != nil {
+		if err := c.setval(value); err != nil {
 			c.destroy()
 			return nil, err
 		}
@@ -107,6 +108,13 @@ func (c *cookie) value() (int, error) {
 		return 0, fmt.Errorf("semctl GETVAL cookie %#x: %w", c.key, errno)
 	}
 	return int(v), nil
+}
+
+// done reports whether udev completed the cookie. One that is gone (say,
+// removed by dmsetup udevcomplete_all) counts as done.
+func (c *cookie) done() bool {
+	v, err := c.value()
+	return err != nil || v <= 0
 }
 
 func (c *cookie) semop(op int16, timeout time.Duration) error {

@@ -132,10 +132,17 @@ func (c *Control) fd() int { return int(c.rawFD.Load()) }
 
 // call builds a request for dev, lets fill set it up, runs cmd and wraps errors.
 func (c *Control) call(op, dev string, cmd uintptr, fill func(*request) error) (*request, error) {
-	r, err := newRequest(dev, 0)
+	room, retry := replyRoom(cmd)
+	return c.callRoom(op, dev, cmd, room, retry, fill)
+}
+
+// callRoom is call with the reply room and retry policy given.
+func (c *Control) callRoom(op, dev string, cmd uintptr, room int, retry bool, fill func(*request) error) (*request, error) {
+	r, err := newRequest(dev, room)
 	if err != nil {
 		return nil, wrap(op, dev, fmt.Errorf("%w: %v", unix.EINVAL, err))
 	}
+	r.retry = retry
 	if fill != nil {
 		if err := fill(r); err != nil {
 			return nil, wrap(op, dev, err)

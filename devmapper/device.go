@@ -215,7 +215,7 @@ func (c *Control) RemoveDeferred(name string, udevFlags uint16) (deferred bool, 
 // CancelDeferredRemove cancels a scheduled removal. With none pending it
 // succeeds; on a missing device it fails with ENXIO (ErrNotFound).
 func (c *Control) CancelDeferredRemove(name string) error {
-	_, err := c.Message(name, 0, "@cancel_deferred_remove")
+	_, err := c.message(name, 0, "@cancel_deferred_remove", 0) // replies nothing
 	return err
 }
 
@@ -293,15 +293,19 @@ func (c *Control) Deps(name string) ([]uint64, error) {
 }
 
 // Message sends a target message (to the target at sector) and returns the
-// target's reply, if any.
+// target's reply, if any. A message is sent once: a reply over 16 KiB is an
+// error (ENOBUFS), not a reason to send it again.
 func (c *Control) Message(name string, sector Sectors, msg string) (string, error) {
+	return c.message(name, sector, msg, initialBufferSize)
+}
+
+// message sends msg with room bytes for the reply (the kernel writes it over
+// the message): 0 for messages known to reply nothing.
+func (c *Control) message(name string, sector Sectors, msg string, room int) (string, error) {
 	op := "message " + msg
-	r, err := c.call(op, name, unix.DM_TARGET_MSG, func(r *request) error {
+	r, err := c.callRoom(op, name, unix.DM_TARGET_MSG, room, false, func(r *request) error {
+		r.reserve(8 + len(msg) + 1)
 		p := r.payload()
-		for len(p) < 8+len(msg)+1 {
-			r.grow()
-			p = r.payload()
-		}
 		putLE64(p, uint64(sector))
 		n := copy(p[8:], msg)
 		p[8+n] = 0

@@ -14,21 +14,26 @@ var ioctlVersion = [3]uint32{4, 0, 0}
 
 const (
 	headerSize = unix.SizeofDmIoctl
-	// Most replies fit; DM_BUFFER_FULL_FLAG makes us grow and retry.
+	// Replies with data (status, table, list, deps, versions) mostly fit;
+	// DM_BUFFER_FULL_FLAG makes us grow and retry those.
 	initialBufferSize = 16 << 10
 	maxBufferSize     = 64 << 20
 )
 
 // request is one ioctl buffer: a dm_ioctl header followed by a payload.
 type request struct {
-	buf []byte
+	buf   []byte
+	retry bool // on DM_BUFFER_FULL_FLAG grow and run again (read-only ops)
 }
 
-func newRequest(name string, payloadLen int) (*request, error) {
+// newRequest makes a buffer of the header and room bytes: the kernel copies
+// the whole buffer in and out, so ops whose reply has no data get just what
+// their input needs (payload writers reserve it).
+func newRequest(name string, room int) (*request, error) {
 	if len(name) >= unix.DM_NAME_LEN {
 		return nil, fmt.Errorf("name %q longer than %d bytes", name, unix.DM_NAME_LEN-1)
 	}
-	size := max(initialBufferSize, align8(headerSize+payloadLen))
+	size := align8(headerSize + room)
 	r := &request{buf: make([]byte, size)}
 	h := r.header()
 	h.Version = ioctlVersion
@@ -36,6 +41,17 @@ func newRequest(name string, payloadLen int) (*request, error) {
 	h.Data_start = headerSize
 	copy(h.Name[:], name)
 	return r, nil
+}
+
+// replyRoom is the initial data room for cmd's reply, and whether a reply
+// too large for it may be asked for again: only for ops that change
+// nothing. A message's reply room is the caller's (see Control.message).
+func replyRoom(cmd uintptr) (room int, retry bool) {
+	switch cmd {
+	case unix.DM_TABLE_STATUS, unix.DM_LIST_DEVICES, unix.DM_TABLE_DEPS, unix.DM_LIST_VERSIONS:
+		return initialBufferSize - headerSize, true
+	}
+	return 0, false
 }
 
 func (r *request) header() *unix.DmIoctl {
@@ -76,8 +92,20 @@ func (r *request) grow() bool {
 	return true
 }
 
+// reserve makes the payload at least n bytes, keeping what is written.
+func (r *request) reserve(n int) {
+	if len(r.payload()) >= n {
+		return
+	}
+	nb := make([]byte, align8(headerSize+n))
+	copy(nb, r.buf)
+	r.buf = nb
+	r.header().Data_size = uint32(len(nb))
+}
+
 // do runs cmd on the control fd, growing the buffer while the kernel says it
-// was too small. The request header (flags, name) is restored between tries.
+// was too small, for ops that may be retried. The request header (flags,
+// name) is restored between tries.
 func (r *request) do(fd int, cmd uintptr) error {
 	for {
 		saved := *r.header()
@@ -87,6 +115,10 @@ func (r *request) do(fd int, cmd uintptr) error {
 		}
 		if r.header().Flags&unix.DM_BUFFER_FULL_FLAG == 0 {
 			return nil
+		}
+		if !r.retry {
+			// Done once (a message may not be idempotent): don't resend.
+			return fmt.Errorf("reply larger than the %d-byte buffer (op done, not retried): %w", len(r.buf), unix.ENOBUFS)
 		}
 		*r.header() = saved
 		if !r.grow() {
@@ -112,11 +144,10 @@ func (r *request) putTargets(lines []TableLine) error {
 	for _, l := range lines {
 		need += align8(unix.SizeofDmTargetSpec + len(l.Params) + 1)
 	}
-	for len(r.payload()) < need {
-		if !r.grow() {
-			return fmt.Errorf("table of %d bytes too large", need)
-		}
+	if need > maxBufferSize {
+		return fmt.Errorf("table of %d bytes too large", need)
 	}
+	r.reserve(need)
 	p := r.payload()
 	off := 0
 	for _, l := range lines {
@@ -164,9 +195,7 @@ func (r *request) targets() ([]TableLine, error) {
 
 // putString writes a NUL-terminated string as the payload.
 func (r *request) putString(s string) {
-	for len(r.payload()) < len(s)+1 {
-		r.grow()
-	}
+	r.reserve(len(s) + 1)
 	p := r.payload()
 	n := copy(p, s)
 	p[n] = 0

@@ -8,6 +8,8 @@ import (
 
 // Thin-pool messages. Each goes to the pool device at sector 0. The kernel's
 // errnos come through: EEXIST for a thin id in use, ENODATA for a missing one.
+// None replies with data (dm-thin's pool_message), so their buffers have no
+// room for a reply.
 
 // CreateThin creates a new, empty thin device with the given 24-bit id.
 func (c *Control) CreateThin(pool string, id uint32) error {
@@ -28,20 +30,20 @@ func (c *Control) DeleteThin(pool string, id uint32) error {
 // SetTransactionID moves the pool's transaction id from old to new; the
 // kernel refuses (EINVAL) if old is not the current one.
 func (c *Control) SetTransactionID(pool string, old, new uint64) error {
-	_, err := c.Message(pool, 0, fmt.Sprintf("set_transaction_id %d %d", old, new))
+	_, err := c.message(pool, 0, fmt.Sprintf("set_transaction_id %d %d", old, new), 0)
 	return err
 }
 
 // ReserveMetadataSnap takes a metadata snapshot so userspace can read the
 // pool's metadata while it is live; the root appears in the pool status.
 func (c *Control) ReserveMetadataSnap(pool string) error {
-	_, err := c.Message(pool, 0, "reserve_metadata_snap")
+	_, err := c.message(pool, 0, "reserve_metadata_snap", 0)
 	return err
 }
 
 // ReleaseMetadataSnap drops the metadata snapshot.
 func (c *Control) ReleaseMetadataSnap(pool string) error {
-	_, err := c.Message(pool, 0, "release_metadata_snap")
+	_, err := c.message(pool, 0, "release_metadata_snap", 0)
 	return err
 }
 
@@ -56,7 +58,7 @@ func (c *Control) poolMessage(pool, verb string, ids ...uint32) error {
 		}
 		parts = append(parts, strconv.FormatUint(uint64(id), 10))
 	}
-	_, err := c.Message(pool, 0, strings.Join(parts, " "))
+	_, err := c.message(pool, 0, strings.Join(parts, " "), 0)
 	return err
 }
 

@@ -3,6 +3,8 @@ package devmapper
 import (
 	"encoding/binary"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // nameRecord builds one dm_name_list record as the kernel lays it out.
@@ -91,4 +93,36 @@ func FuzzParseReplies(f *testing.F) {
 		_, _ = parseNameList(b)
 		_, _ = parseTargetVersions(b)
 	})
+}
+
+// Ops whose reply carries no data get a buffer of their input only; the
+// others start at 16 KiB and may grow.
+func TestRequestSizes(t *testing.T) {
+	for _, tc := range []struct {
+		cmd   uintptr
+		size  int
+		retry bool
+	}{
+		{unix.DM_DEV_CREATE, headerSize, false},
+		{unix.DM_DEV_SUSPEND, headerSize, false},
+		{unix.DM_DEV_STATUS, headerSize, false},
+		{unix.DM_TARGET_MSG, headerSize, false},
+		{unix.DM_TABLE_STATUS, initialBufferSize, true},
+		{unix.DM_LIST_DEVICES, initialBufferSize, true},
+	} {
+		room, retry := replyRoom(tc.cmd)
+		r, err := newRequest("dev", room)
+		if err != nil || len(r.buf) != tc.size || retry != tc.retry || int(r.header().Data_size) != tc.size {
+			t.Errorf("cmd %#x: %d bytes (data_size %d) retry=%v err=%v, want %d retry=%v",
+				tc.cmd, len(r.buf), r.header().Data_size, retry, err, tc.size, tc.retry)
+		}
+	}
+	r, _ := newRequest("dev", 0)
+	r.putString("new-name")
+	if len(r.buf) != align8(headerSize+9) || cString(r.payload()) != "new-name" {
+		t.Fatalf("rename buffer %d bytes, payload %q", len(r.buf), cString(r.payload()))
+	}
+	if err := r.putTargets([]TableLine{Line(0, 8, ErrorTarget{})}); err != nil || int(r.header().Data_size) > len(r.buf) {
+		t.Fatalf("table buffer: data_size %d of %d, err %v", r.header().Data_size, len(r.buf), err)
+	}
 }

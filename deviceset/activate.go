@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
@@ -23,16 +24,21 @@ const udevFlags = dm.UdevDisableDiskRulesFlag | dm.UdevDisableOtherRulesFlag
 // another layer's DevInfo names too is not activated: two devices on one
 // thin id would be one filesystem mounted twice.
 func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
-	name := ds.deviceName(info.Hash)
 	if other, shared := ds.sharedThinID(info); shared {
 		return "", fmt.Errorf("activate layer %q: %w: thin id %d is also named by layer %q; remove one of them",
 			info.Hash, ErrCorruptMetadata, info.DeviceID, other)
 	}
-	if ds.idle != nil {
-		ds.idle.take(info.Hash) // in use again
+	idle := ds.idle != nil && ds.idle.take(info.Hash) // in use again
+	info.pristine = false                             // from here on it may own blocks of its own
+	if !idle {
+		// Most likely not active: make it, and look only if it is.
+		// (The kernel refuses a name in use with EBUSY.)
+		dev, err := ds.createDevice(info)
+		if !errors.Is(err, unix.EBUSY) && !errors.Is(err, dm.ErrExists) {
+			return dev, err
+		}
 	}
-	info.pristine = false // from here on it may own blocks of its own
-	cur, err := ds.dm.Info(name)
+	cur, err := ds.dm.Info(ds.deviceName(info.Hash))
 	if err == nil {
 		if reused, err := ds.reuse(cur, info); reused || err != nil {
 			if err != nil {
@@ -43,10 +49,16 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 	} else if !errors.Is(err, dm.ErrNotFound) {
 		return "", err
 	}
+	return ds.createDevice(info)
+}
+
+// createDevice creates, loads and resumes the layer's device; an error
+// matching unix.EBUSY when one of its name is there already.
+func (ds *DeviceSet) createDevice(info *DevInfo) (string, error) {
 	if err := faultPoint("activate"); err != nil {
 		return "", err
 	}
-	cur, err = ds.dm.CreateAndLoad(name, "", ds.thinTable(info), udevFlags)
+	cur, err := ds.dm.CreateAndLoad(ds.deviceName(info.Hash), "", ds.thinTable(info), udevFlags)
 	if err != nil {
 		return "", fmt.Errorf("activate layer %q (thin id %d in pool %s): %w", info.Hash, info.DeviceID, ds.pool.name, err)
 	}
@@ -62,12 +74,18 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 // node is made if missing (EnsureNode checks the device number: a node
 // left by someone else's deferred removal may name another device).
 func (ds *DeviceSet) nodeOf(cur dm.Info) (string, error) {
-	p := fmt.Sprintf("/dev/dm-%d", cur.Minor)
-	var st unix.Stat_t
-	if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == cur.Dev() {
-		return p, nil
+	if ds.devtmpfs {
+		return cur.KernelPath(), nil
 	}
 	return dm.DevicePath(cur.Name), ds.dm.EnsureNode(cur)
+}
+
+// devIsDevtmpfs reports whether /dev is the kernel's devtmpfs, where
+// /dev/dm-N is there as soon as the device has a table (a container's
+// tmpfs /dev has no such nodes).
+func devIsDevtmpfs() bool {
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter("/dev"))
+	return err == nil && len(ms) > 0 && ms[len(ms)-1].FSType == "devtmpfs"
 }
 
 func (ds *DeviceSet) thinTable(info *DevInfo) []dm.TableLine {
@@ -264,7 +282,9 @@ func (ds *DeviceSet) deactivateAll() error {
 	}
 	for _, d := range devs {
 		if d.Name != ds.pool.name && len(d.Name) > len(ds.prefix) && d.Name[:len(ds.prefix)+1] == ds.prefix+"-" {
-			if err := ds.dm.Remove(d.Name, udevFlags); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			// Waiting for udev here (ctl): Shutdown is rare, and a home
+			// shut down should leave no /dev/mapper link behind.
+			if err := ds.ctl.Remove(d.Name, udevFlags); err != nil && !errors.Is(err, dm.ErrNotFound) {
 				errs = append(errs, err)
 			}
 		}

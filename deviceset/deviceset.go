@@ -34,12 +34,16 @@ type DeviceSet struct {
 	home   string
 	cfg    Config
 	log    *logrus.Entry
-	dm     *dm.Control
+	ctl    *dm.Control // the control node; closed at Shutdown
+	dm     *dm.Control // ctl, not waiting for udev
 	prefix string
 	pool   *pool
 	store  store
 	lockF  *os.File // flock on the home directory: one writer per home
-	ro     bool     // opened with OpenOptions.ReadOnly
+	// devtmpfs: /dev is devtmpfs, so an active device is reached by
+	// /dev/dm-N without looking (nodeOf).
+	devtmpfs bool
+	ro       bool // opened with OpenOptions.ReadOnly
 
 	// openTx is an interrupted transaction a read-only open found and
 	// left alone (nil when none).
@@ -102,9 +106,14 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 			ds.close()
 		}
 	}()
-	if ds.dm, err = dm.Open(); err != nil {
+	if ds.ctl, err = dm.Open(); err != nil {
 		return nil, err
 	}
+	// Nothing here opens a device by its /dev/mapper name (nodeOf uses the
+	// kernel's /dev/dm-N, tables name devices by number): udev gets its
+	// events and flags, but nobody waits for its rules to run.
+	ds.dm = ds.ctl.NoUdevWait()
+	ds.devtmpfs = devIsDevtmpfs()
 	if ds.prefix, err = devicePrefix(home); err != nil {
 		return nil, err
 	}
@@ -175,8 +184,8 @@ func (ds *DeviceSet) lockHome() error {
 }
 
 func (ds *DeviceSet) close() {
-	if ds.dm != nil {
-		ds.dm.Close()
+	if ds.ctl != nil {
+		ds.ctl.Close()
 	}
 	if ds.lockF != nil {
 		ds.lockF.Close()

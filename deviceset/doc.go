@@ -42,7 +42,20 @@
 //   - mu: guards the in-memory cache of DevInfos; never held across I/O
 //     other than reading one DevInfo file.
 //   - ids.mu: the thin id index; built under it once, by reading every
-//     DevInfo, then only map updates.
+//     DevInfo (at the first create or delete, never at a mount), then
+//     only map updates.
+//   - idle.mu: the set of unmounted layers whose device stays active; a
+//     leaf. Evicting a layer from it takes that layer's lock, and so is
+//     done only once the caller has let go of its own.
+//
+// # Idle devices
+//
+// Put unmounts a layer but leaves its device active, in a bounded LRU
+// (Config.IdleDevices), so that the next mount is a mount and nothing
+// more. The set is a hint: activation always asks the kernel. A snapshot
+// of an idle origin deactivates it instead of suspending it; a Remove
+// discards through it and then removes it; Shutdown removes them all, and
+// Release (which leaves mounts) the idle ones.
 //
 // The deferred deletion worker takes a layer lock through DeleteDevice
 // like any caller; its own mutex is a leaf.

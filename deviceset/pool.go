@@ -238,7 +238,7 @@ func (ds *DeviceSet) removePool() error {
 	if ds.cfg.ThinPoolDevice != "" {
 		return nil // the user's pool, not ours to take down
 	}
-	err := ds.dm.Remove(ds.pool.name, 0)
+	err := ds.ctl.Remove(ds.pool.name, 0) // waits for udev, as deactivateAll does
 	if errors.Is(err, dm.ErrNotFound) {
 		return nil
 	}

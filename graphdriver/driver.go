@@ -159,7 +159,7 @@ func (d *driver) mount(id, mp, mountLabel string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(mp, 0o755); err != nil {
+	if err := mkdirMountPoint(mp); err != nil {
 		return err
 	}
 	if err := d.ds.MountDevice(id, mp, mountLabel); err != nil {
@@ -177,6 +177,18 @@ func (d *driver) mount(id, mp, mountLabel string) error {
 		return fmt.Errorf("prepare layer %q: %w", id, err)
 	}
 	return nil
+}
+
+// mkdirMountPoint makes <home>/mnt/<id> (Put removes it, as Moby does).
+func mkdirMountPoint(mp string) error {
+	err := os.Mkdir(mp, 0o755)
+	if errors.Is(err, os.ErrNotExist) {
+		err = os.MkdirAll(mp, 0o755)
+	}
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	return err
 }
 
 func mkdirOwned(dir string, uid, gid int) error {

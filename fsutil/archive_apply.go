@@ -68,6 +68,7 @@ func newApplier(rootfd int, opts ApplyOptions) *applier {
 		seed:    maphash.MakeSeed(),
 		fresh:   make(map[uint64]struct{}),
 		kept:    make(map[uint64]struct{}),
+		known:   make(map[uint64]dirFacts),
 		buf:     make([]byte, copyBufSize),
 	}
 }
@@ -88,6 +89,14 @@ type applier struct {
 	kept     map[uint64]struct{} // paths written inside pre-existing dirs
 	dirs     []dirTimes
 	buf      []byte
+
+	// See archive_facts.go.
+	known       map[uint64]dirFacts // directories created inside known ones
+	root0       dirFacts
+	rootChecked bool
+	staleCache  bool // drop the cached parent before the next lookup
+	cred        creds
+	credsRead   bool
 }
 
 type dirTimes struct {
@@ -164,9 +173,17 @@ func isSparse(hdr *tar.Header) bool {
 	return false
 }
 
-// parent returns a cached O_PATH descriptor of directory rel, creating
-// missing directories when create is set. The caller must not close it.
+// parent returns a cached descriptor of directory rel (the root's own
+// for "."), creating missing directories when create is set. The caller
+// must not close it.
 func (a *applier) parent(rel string, create bool) (int, error) {
+	if a.staleCache {
+		a.staleCache = false
+		a.invalidate(".")
+	}
+	if rel == "." {
+		return a.root, nil
+	}
 	if a.cacheFd >= 0 && a.cacheRel == rel {
 		return a.cacheFd, nil
 	}
@@ -174,9 +191,14 @@ func (a *applier) parent(rel string, create bool) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	a.invalidate(".")
-	a.cacheRel, a.cacheFd = rel, fd
+	a.setCache(rel, fd)
 	return fd, nil
+}
+
+// setCache makes fd, a descriptor of directory rel, the cached parent.
+func (a *applier) setCache(rel string, fd int) {
+	a.invalidate(".")
+	a.cacheRel, a.cacheFd, a.staleCache = rel, fd, false
 }
 
 // invalidate drops the cached parent if it is rel or below rel.
@@ -265,7 +287,24 @@ func (a *applier) whiteout(dir, name string) error {
 	if err != nil {
 		return err
 	}
-	a.forget(joinRel(dir, name))
+	return a.remove(pfd, name, joinRel(dir, name))
+}
+
+// remove removes name (at rel) in directory pfd. Removing a directory
+// may invalidate known facts and the cached parent under other names.
+func (a *applier) remove(pfd int, name, rel string) error {
+	a.forget(rel)
+	err := unix.Unlinkat(pfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) {
+		return fmt.Errorf("unlink %s: %w", name, err)
+	}
+	// The cached parent may be it or below it under another name
+	// (through a symlink): drop it once the current entry is done.
+	a.forgetFacts()
+	a.staleCache = true
 	return removeAt(pfd, name)
 }
 
@@ -279,7 +318,8 @@ func (a *applier) opaque(dir string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	a.invalidate(dir)
+	a.forgetFacts() // clearDir may remove directories
+	a.staleCache = true
 	return a.clearDir(fd, dir)
 }
 

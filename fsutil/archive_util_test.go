@@ -248,6 +248,7 @@ type te struct {
 	link string
 	mode int64
 	uid  int
+	gid  int
 	pax  map[string]string
 }
 
@@ -263,7 +264,7 @@ func makeTar(t testing.TB, entries ...te) []byte {
 		if mode == 0 {
 			mode = 0o644
 		}
-		hdr := &tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Mode: mode, Uid: e.uid,
+		hdr := &tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Mode: mode, Uid: e.uid, Gid: e.gid,
 			ModTime: time.Unix(1700000000, 0), PAXRecords: e.pax, Format: tar.FormatPAX}
 		if typ == tar.TypeGNUSparse {
 			hdr.Format = tar.FormatGNU

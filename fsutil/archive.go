@@ -179,20 +179,33 @@ func (ta *tarAppender) addFile(p, rel string, skipMissing bool) error {
 	return nil
 }
 
+// copyContent copies the size bytes the lstat promised with plain
+// read(2)s on a raw fd (an os.File costs an fcntl per file) and stops
+// there: no read to find EOF. Bytes the file grew by are left out.
 func (ta *tarAppender) copyContent(p string, size int64) error {
-	// unix.Open + os.NewFile: a blocking fd that skips the netpoller.
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("fsutil: tar %s: %w", p, err)
 	}
-	f := os.NewFile(uintptr(fd), p)
-	defer f.Close()
-	n, err := io.CopyBuffer(ta.tw, io.LimitReader(f, size), ta.buf)
-	if err != nil {
-		return fmt.Errorf("fsutil: tar %s: %w", p, err)
+	defer unix.Close(fd)
+	if size > int64(len(ta.buf)) && len(ta.buf) < maxApplyBuf {
+		ta.buf = make([]byte, min(size, maxApplyBuf))
 	}
-	if n != size {
-		return fmt.Errorf("fsutil: tar %s: file shrank from %d to %d bytes while archiving", p, size, n)
+	for left := size; left > 0; {
+		n, err := unix.Read(fd, ta.buf[:min(left, int64(len(ta.buf)))])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("fsutil: tar %s: %w", p, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("fsutil: tar %s: file shrank from %d to %d bytes while archiving", p, size, size-left)
+		}
+		if _, err := ta.tw.Write(ta.buf[:n]); err != nil {
+			return fmt.Errorf("fsutil: tar %s: %w", p, err)
+		}
+		left -= int64(n)
 	}
 	return nil
 }

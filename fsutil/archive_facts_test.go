@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -202,5 +203,21 @@ func TestParseCreds(t *testing.T) {
 	}
 	if _, ok := parseCreds([]byte("Umask:\t0022\nUid:\t1\t2\t3\t4\nGid:\t5\t6")); ok {
 		t.Error("partial Gid line: want not ok")
+	}
+}
+
+// copyContent reads exactly the lstat's size, and a file shorter than
+// that fails the tar instead of padding it.
+func TestCopyContentSize(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	must(t, os.WriteFile(p, bytes.Repeat([]byte("y"), 100), 0o644))
+	var out bytes.Buffer
+	ta := &tarAppender{tw: tar.NewWriter(&out), buf: make([]byte, 16)}
+	must(t, ta.tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Size: 60, Mode: 0o644}))
+	must(t, ta.copyContent(p, 60)) // grew since the lstat: the rest is left out
+	must(t, ta.tw.WriteHeader(&tar.Header{Name: "g", Typeflag: tar.TypeReg, Size: 150, Mode: 0o644}))
+	err := ta.copyContent(p, 150)
+	if err == nil || !strings.Contains(err.Error(), "shrank from 150 to 100 bytes") {
+		t.Errorf("short file: err %v", err)
 	}
 }

@@ -170,7 +170,8 @@ func CheckHash(hash string) error {
 		return fmt.Errorf("%w: %q is reserved", ErrInvalidHash, hash)
 	case len(hash) > 255:
 		return fmt.Errorf("%w: %d bytes long (255 at most)", ErrInvalidHash, len(hash))
-	case strings.ContainsAny(hash, "/\x00"), strings.HasPrefix(hash, "."), !isDeviceFile(hash):
+	case hash[0] == '.', strings.IndexByte(hash, '/') >= 0, strings.IndexByte(hash, 0) >= 0,
+		strings.HasSuffix(hash, ".migrated"): // isDeviceFile's rules, spelled out: Exists runs this
 		return fmt.Errorf("%w: %q (no '/' or NUL, no leading '.', no .migrated suffix)", ErrInvalidHash, hash)
 	}
 	return nil

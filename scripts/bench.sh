@@ -8,12 +8,14 @@
 # libdevmapper decides once per process whether udev runs, so each udev
 # condition runs in a process (and kernel boot) of its own, and so does each
 # group of scenarios with its own iteration count:
-#   quick: milliseconds an iteration          BENCH_QUICK   (default 8x, 3 rounds)
-#   files: ~a second an iteration (file work) BENCH_FILES   (default 1x, 2 rounds)
+#   quick: milliseconds an iteration          BENCH_QUICK   (default 20x, 5 rounds)
+#   files: file work, 0.1-4 s an iteration    BENCH_FILES   (default 3x, 3 rounds)
 #   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 1 round)
-# With udev every device event costs the drivers ~0.3 s in UML (udev's
-# rules start processes), so that condition gets fewer iterations:
-# BENCH_QUICK_UDEV (3x, 2 rounds) and BENCH_FILES_UDEV (1x, 1 round).
+# With udev every device event Moby's driver waits for costs ~0.3 s in UML
+# (udev's rules start processes; its Remove100 takes ~100 s), so that
+# condition gets fewer iterations: BENCH_QUICK_UDEV (10x, 3 rounds) and
+# BENCH_FILES_UDEV (1x, 3 rounds). File I/O in the guest is noisy (its
+# memory is a file on the host's disk): rounds, not iterations, tame it.
 # A round runs a scenario on every driver in turn; go test's "Nx" runs one
 # iteration more to start with, which is not counted. BENCH_CONDITIONS and
 # BENCH_GROUPS pick a part ("NoUdev", "quick init", ...).
@@ -25,11 +27,11 @@ out=$(cd "$out" && pwd)
 raw=$out/bench.txt
 : >"$raw"
 export THINLAYER_REQUIRE_KERNEL=1
-read -r quick_bt quick_rounds <<<"${BENCH_QUICK:-8x 3}"
-read -r files_bt files_rounds <<<"${BENCH_FILES:-1x 2}"
+read -r quick_bt quick_rounds <<<"${BENCH_QUICK:-20x 5}"
+read -r files_bt files_rounds <<<"${BENCH_FILES:-3x 3}"
 read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 1}"
-read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-3x 2}"
-read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 1}"
+read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-10x 3}"
+read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 3}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}

@@ -43,7 +43,7 @@ var scenarios = []scenario{
 
 // existsBatch calls of Exists make one timed iteration: one call takes
 // about a microsecond, too little to time on its own.
-const existsBatch = 1000
+const existsBatch = 100000
 
 func benchExists(b *testing.B, e *env, name string) {
 	d := e.driver(b, name)

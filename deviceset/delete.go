@@ -183,17 +183,18 @@ func (ds *DeviceSet) discard(info *DevInfo) (bool, error) {
 }
 
 func blkDiscard(dev string, size uint64) (bool, error) {
-	// O_EXCL: a mount that races us in gets EBUSY, and so do we.
-	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_CLOEXEC|unix.O_EXCL, 0)
+	// O_EXCL: a mount that races us in gets EBUSY, and so do we. A raw fd:
+	// an os.File of a block device costs three fcntls and an epoll_ctl.
+	fd, err := unix.Open(dev, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_EXCL, 0)
 	if errors.Is(err, unix.EBUSY) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, &os.PathError{Op: "open", Path: dev, Err: err}
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	rng := [2]uint64{0, size}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&rng)))
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKDISCARD, uintptr(unsafe.Pointer(&rng)))
 	if errno != 0 && errno != unix.EOPNOTSUPP {
 		return true, fmt.Errorf("discard %s: %w", dev, errno)
 	}

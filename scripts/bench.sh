@@ -10,7 +10,7 @@
 # group of scenarios with its own iteration count:
 #   quick: milliseconds an iteration          BENCH_QUICK   (default 20x, 5 rounds)
 #   files: file work, 0.1-4 s an iteration    BENCH_FILES   (default 3x, 3 rounds)
-#   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 1 round)
+#   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 3 rounds)
 # With udev every device event Moby's driver waits for costs ~0.3 s in UML
 # (udev's rules start processes; its Remove100 takes ~100 s), so that
 # condition gets fewer iterations: BENCH_QUICK_UDEV (10x, 3 rounds) and
@@ -29,7 +29,7 @@ raw=$out/bench.txt
 export THINLAYER_REQUIRE_KERNEL=1
 read -r quick_bt quick_rounds <<<"${BENCH_QUICK:-20x 5}"
 read -r files_bt files_rounds <<<"${BENCH_FILES:-3x 3}"
-read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 1}"
+read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 3}"
 read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-10x 3}"
 read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 3}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000

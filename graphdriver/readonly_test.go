@@ -62,6 +62,15 @@ func TestReadOnlyOpen(t *testing.T) {
 	}
 	mnt := t.TempDir()
 	must(t, ds.MountDevice("a", mnt, ""))
+	m, err := ds.Metadata("a")
+	must(t, err)
+	c, err := dm.Open()
+	must(t, err)
+	info, err := c.Info(m.DeviceName)
+	c.Close()
+	if err != nil || !info.ReadOnly {
+		t.Fatalf("device of a read-only open's mount: %+v %v, want a read-only table", info, err)
+	}
 	if b, err := os.ReadFile(mnt + "/rootfs/f"); err != nil || string(b) != "look, don't touch" {
 		t.Fatalf("read-only mount reads %q %v", b, err)
 	}

@@ -58,41 +58,19 @@ func (ds *DeviceSet) createDevice(info *DevInfo) (string, error) {
 	if err := faultPoint("activate"); err != nil {
 		return "", err
 	}
-	var cur dm.Info
-	var err error
+	create := ds.dm.CreateAndLoad
 	if ds.ro {
-		cur, err = ds.createReadOnly(ds.deviceName(info.Hash), ds.thinTable(info))
-	} else {
-		cur, err = ds.dm.CreateAndLoad(ds.deviceName(info.Hash), "", ds.thinTable(info), udevFlags)
+		// A read-only open's mounts cannot write the pool then (ext4
+		// refuses to replay a dirty journal onto a read-only device).
+		create = ds.dm.CreateAndLoadReadOnly
 	}
+	cur, err := create(ds.deviceName(info.Hash), "", ds.thinTable(info), udevFlags)
 	if err != nil {
 		return "", fmt.Errorf("activate layer %q (thin id %d in pool %s): %w", info.Hash, info.DeviceID, ds.pool.name, err)
 	}
 	info.loadedSize = info.Size
 	ds.log.WithFields(logrus.Fields{"hash": info.Hash, "device_id": info.DeviceID}).Debug("activated")
 	return ds.nodeOf(cur)
-}
-
-// createReadOnly is CreateAndLoad with a read-only table: a read-only
-// open's mount then cannot write either (ext4 refuses to replay a dirty
-// journal onto a read-only device instead of writing the live pool).
-func (ds *DeviceSet) createReadOnly(name string, table []dm.TableLine) (dm.Info, error) {
-	if _, err := ds.dm.Create(name, ""); err != nil {
-		return dm.Info{}, err
-	}
-	err := ds.dm.Load(name, table, true)
-	if err == nil {
-		err = ds.dm.Resume(name, udevFlags)
-	}
-	var cur dm.Info
-	if err == nil {
-		cur, err = ds.dm.Info(name)
-	}
-	if err != nil {
-		_ = ds.dm.Remove(name, udevFlags)
-		return dm.Info{}, err
-	}
-	return cur, nil
 }
 
 // nodeOf is the node to open an active device by: the kernel's own

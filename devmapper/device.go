@@ -78,10 +78,20 @@ func (c *Control) Create(name, uuid string) (Info, error) {
 // udev the /dev/mapper node exists when it returns (no EnsureNode needed);
 // with udev it does too, unless the Control is from NoUdevWait.
 func (c *Control) CreateAndLoad(name, uuid string, table []TableLine, flags uint16) (Info, error) {
+	return c.createAndLoad(name, uuid, table, false, flags)
+}
+
+// CreateAndLoadReadOnly is CreateAndLoad with a read-only table: the device
+// refuses writes, and so does whatever is mounted from it.
+func (c *Control) CreateAndLoadReadOnly(name, uuid string, table []TableLine, flags uint16) (Info, error) {
+	return c.createAndLoad(name, uuid, table, true, flags)
+}
+
+func (c *Control) createAndLoad(name, uuid string, table []TableLine, readOnly bool, flags uint16) (Info, error) {
 	if _, err := c.Create(name, uuid); err != nil {
 		return Info{}, err
 	}
-	err := c.Load(name, table, false)
+	err := c.Load(name, table, readOnly)
 	var info Info
 	if err == nil {
 		info, err = c.resume(name, flags)

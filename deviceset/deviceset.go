@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -61,7 +60,7 @@ type DeviceSet struct {
 
 	mu      sync.Mutex
 	devices map[string]*DevInfo // DevInfos read so far, by hash
-	byID    map[int][]string    // the same, by thin id
+	loaded  idIndex             // the same, by thin id (built from the start)
 	meta    setMetadata
 
 	idle     *idleSet // unmounted layers whose device stays active, nil when off
@@ -93,7 +92,6 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 		log:     logrus.WithField("storage-driver", "devicemapper"),
 		store:   store{dir: filepath.Join(home, "metadata")},
 		devices: make(map[string]*DevInfo),
-		byID:    make(map[int][]string),
 	}
 	if err := ds.makeHome(); err != nil {
 		return nil, err
@@ -257,26 +255,17 @@ func (ds *DeviceSet) forget(hash string) {
 	ds.mu.Unlock()
 }
 
-// remember and drop keep devices and byID in step; called with mu held.
+// remember and drop keep devices and loaded in step; called with mu held
+// (loaded's mutex is a leaf).
 func (ds *DeviceSet) remember(info *DevInfo) {
-	if ds.byID == nil {
-		ds.byID = make(map[int][]string)
-	}
 	ds.devices[info.Hash] = info
-	ds.byID[info.DeviceID] = append(ds.byID[info.DeviceID], info.Hash)
+	ds.loaded.add(info.DeviceID, info.Hash)
 }
 
 func (ds *DeviceSet) drop(hash string) {
-	info := ds.devices[hash]
-	if info == nil {
-		return
-	}
-	delete(ds.devices, hash)
-	rest := slices.DeleteFunc(ds.byID[info.DeviceID], func(h string) bool { return h == hash })
-	if len(rest) == 0 {
-		delete(ds.byID, info.DeviceID)
-	} else {
-		ds.byID[info.DeviceID] = rest
+	if info := ds.devices[hash]; info != nil {
+		delete(ds.devices, hash)
+		ds.loaded.remove(info.DeviceID, hash)
 	}
 }
 
@@ -288,14 +277,9 @@ func (ds *DeviceSet) drop(hash string) {
 // here instead would make the first Get after Init cost as much as the
 // home is large.
 func (ds *DeviceSet) sharedThinID(info *DevInfo) (string, bool) {
-	ds.mu.Lock()
-	for _, h := range ds.byID[info.DeviceID] {
-		if h != info.Hash {
-			ds.mu.Unlock()
-			return h, true
-		}
+	if other, ok := ds.loaded.other(info.DeviceID, info.Hash); ok {
+		return other, true
 	}
-	ds.mu.Unlock()
 	if ds.ids.isBuilt() {
 		return ds.ids.other(info.DeviceID, info.Hash)
 	}

@@ -29,7 +29,8 @@
 //
 // # Locks
 //
-// Lock order: layer locks → txMu → mu; ids.mu is a leaf.
+// Lock order: layer locks → txMu → mu; ids.mu (and loaded.mu, the same
+// type) is a leaf.
 //   - layer lock (one per hash, in locks): held for the whole of an
 //     operation on that layer: create, delete, mount, unmount. A create
 //     holds two, its parent's and its own, taken in byte order of the ids

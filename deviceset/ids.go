@@ -57,6 +57,9 @@ func (x *idIndex) isBuilt() bool {
 func (x *idIndex) add(id int, hash string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.owners == nil {
+		x.owners = map[int][]string{}
+	}
 	if !slices.Contains(x.owners[id], hash) {
 		x.owners[id] = append(x.owners[id], hash)
 	}

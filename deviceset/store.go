@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,30 +111,22 @@ func readSmall(path string) ([]byte, error) {
 	}
 	defer unix.Close(fd)
 	b := make([]byte, 1024)
-	n := 0
-	for {
+	for n := 0; n <= maxRecordSize; {
 		if n == len(b) {
-			if n > maxRecordSize {
-				return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptMetadata, path, maxRecordSize)
-			}
 			b = append(b, make([]byte, len(b))...)
 		}
 		m, err := unix.Read(fd, b[n:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
 			return nil, fmt.Errorf("read %s: %w", path, err)
+		case m == 0:
+			return b[:n], nil
+		default:
+			n += m
 		}
-		if m == 0 {
-			break
-		}
-		n += m
 	}
-	if n > maxRecordSize {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptMetadata, path, maxRecordSize)
-	}
-	return b[:n], nil
+	return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptMetadata, path, maxRecordSize)
 }
 
 // decodeDevInfo parses and checks a DevInfo file's contents: JSON of the
@@ -312,14 +305,7 @@ func writeFileSync(tmp, dst string, b []byte) error {
 	if err != nil {
 		return &os.PathError{Op: "create", Path: tmp, Err: err}
 	}
-	for len(b) > 0 && err == nil {
-		var n int
-		if n, err = unix.Write(fd, b); err == nil {
-			b = b[n:]
-		} else if err == unix.EINTR {
-			err = nil
-		}
-	}
+	err = writeAll(fd, b)
 	if err == nil {
 		err = unix.Fsync(fd)
 	}
@@ -333,6 +319,23 @@ func writeFileSync(tmp, dst string, b []byte) error {
 		_ = unix.Unlink(tmp)
 	}
 	return err
+}
+
+// writeAll writes b to fd, retrying short writes and EINTR.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		default:
+			b = b[n:]
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -13,8 +13,9 @@ build:
 	CGO_ENABLED=0 $(GO) build $(PKGS)
 
 # libdevmapper-dev: Moby's cgo driver, the peer in compat/ and bench/.
+# docker.io, busybox-static: Docker Engine on the plugin (dockerplugin/enginetest).
 deps:
-	@EXTRA_PACKAGES="libdevmapper-dev btrfs-progs lvm2 containerd" ./scripts/install-deps.sh
+	@EXTRA_PACKAGES="libdevmapper-dev btrfs-progs lvm2 containerd docker.io busybox-static" ./scripts/install-deps.sh
 
 vet:
 	$(GO) vet $(PKGS)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -118,11 +119,31 @@ func isChangedPath(err error) bool {
 // procFd is the magic link of descriptor fd.
 func procFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
+// procSelfFd is /proc/self/fd, opened once: reopening through it skips
+// resolving "/proc/self" each time. It must be procfs, or a reopen could
+// land anywhere.
+var procSelfFd = sync.OnceValues(func() (int, error) {
+	fd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /proc/self/fd: %w", err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil || fs.Type != unix.PROC_SUPER_MAGIC {
+		unix.Close(fd)
+		return -1, fmt.Errorf("/proc/self/fd is not on procfs (type %#x, %v)", fs.Type, err)
+	}
+	return fd, nil
+})
+
 // reopen opens the inode behind the O_PATH descriptor fd again with flags
 // (O_RDONLY, O_DIRECTORY): its magic link names that inode, whatever
 // became of its name since.
 func reopen(fd, flags int) (int, error) {
-	return unix.Open(procFd(fd), flags|unix.O_CLOEXEC, 0)
+	procfd, err := procSelfFd()
+	if err != nil {
+		return -1, err
+	}
+	return unix.Openat(procfd, strconv.Itoa(fd), flags|unix.O_CLOEXEC, 0)
 }
 
 // openSubdir opens the directory name in dirfd for reading, without

@@ -19,7 +19,8 @@ import (
 // Owners are mapped host→container through idMap. Sockets are skipped.
 // The tree is walked by descriptors, never following a symlink: a
 // directory swapped for a link during the walk is still read as the
-// directory that was stat'd. dir itself must not be a symlink.
+// directory that was stat'd, and a name gone since it was listed is
+// skipped. dir itself must not be a symlink.
 func TarTree(dir string, idMap IdentityMapping) (io.ReadCloser, error) {
 	rootfd, err := openLayerRoot(dir)
 	if err != nil {
@@ -146,6 +147,9 @@ func (ta *tarAppender) addTree(dirfd int, rel string) error {
 			return fmt.Errorf("fsutil: tar tree: %q...: %w", crel[:64], unix.ENAMETOOLONG)
 		}
 		fd, err := unix.Openat(dirfd, n, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			continue // gone since it was listed, as Moby skips it
+		}
 		if err != nil {
 			return fmt.Errorf("fsutil: tar %s: %w", crel, err)
 		}

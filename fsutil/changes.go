@@ -57,9 +57,10 @@ func (c Change) String() string { return c.Kind.String() + " " + c.Path }
 // path itself is listed, not what was below it. The root is never listed.
 //
 // Both trees are walked by descriptors, never following a symlink (the
-// roots themselves must not be symlinks). A directory that is no longer
-// the one stat'd when it is opened (a running container swapped it) is
-// listed as changed, and nothing below it.
+// roots themselves must not be symlinks). For a tree that changes during
+// the walk (a running container's): a name gone before its lstat is
+// absent, as in Moby's walker; a directory that is no longer the one
+// stat'd when it is opened is listed as changed, and nothing below it.
 func Changes(layerDir, parentDir string) ([]Change, error) {
 	w := &changeWalker{}
 	if err := w.walk(layerDir, parentDir); err != nil {
@@ -174,7 +175,9 @@ func (w *changeWalker) compareDir(rel string, newfd, oldfd int) (bool, error) {
 	return len(w.changes) > start, nil
 }
 
-// compareEntry compares name, present in both directories.
+// compareEntry compares name, listed in both directories. A name gone
+// since (a running container removed it) is absent on that side, as
+// Moby's walker takes it.
 func (w *changeWalker) compareEntry(newfd, oldfd int, name, rel string) error {
 	ni, err := readEntryInfo(newfd, name, rel)
 	if err != nil {
@@ -183,6 +186,15 @@ func (w *changeWalker) compareEntry(newfd, oldfd int, name, rel string) error {
 	oi, err := readEntryInfo(oldfd, name, rel)
 	if err != nil {
 		return err
+	}
+	switch {
+	case ni == nil && oi == nil:
+		return nil
+	case ni == nil:
+		w.record(rel, ChangeDelete, nil)
+		return nil
+	case oi == nil:
+		return w.addTree(newfd, name, rel)
 	}
 	if testHookStat != nil {
 		testHookStat(rel)
@@ -234,10 +246,14 @@ func (w *changeWalker) compareSubdirs(newfd, oldfd int, name, rel string, nst, o
 }
 
 // addTree records name (rel) of directory dirfd and, for a directory,
-// everything below it as added.
+// everything below it as added; a name gone since it was listed, nothing.
 func (w *changeWalker) addTree(dirfd int, name, rel string) error {
 	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("fsutil: changes: lstat %s: %w", rel, err)
 	}
 	w.record(rel, ChangeAdd, &st)
@@ -288,19 +304,31 @@ func sameFsTime(a, b unix.Timespec) bool {
 	return a.Sec == b.Sec && (a.Nsec == b.Nsec || a.Nsec == 0 || b.Nsec == 0)
 }
 
-// readEntryInfo reads name of directory dirfd without following it.
+// readEntryInfo reads name of directory dirfd without following it; nil
+// when it is gone.
 func readEntryInfo(dirfd int, name, rel string) (*entryInfo, error) {
 	e := &entryInfo{}
-	if err := unix.Fstatat(dirfd, name, &e.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	err := unix.Fstatat(dirfd, name, &e.st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("fsutil: changes: lstat %s: %w", rel, err)
 	}
 	capability, err := xattrsAt(dirfd, name).get(capabilityXattr)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fsutil: changes: %s: %w", rel, err)
 	}
 	e.capability = capability
 	if e.st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		if e.target, err = readlinkAt(dirfd, name); err != nil {
+		e.target, err = readlinkAt(dirfd, name)
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		if err != nil {
 			return nil, fmt.Errorf("fsutil: changes: readlink %s: %w", rel, err)
 		}
 	}

@@ -350,3 +350,36 @@ func TestOpenEntry(t *testing.T) {
 		}
 	}
 }
+
+// A name removed between the directory listing and its lstat (a running
+// container's) is absent, as in Moby's walker: not an error.
+func TestChangesNameGoneDuringWalk(t *testing.T) {
+	requireRoot(t)
+	parent, layer := filepath.Join(t.TempDir(), "p"), filepath.Join(t.TempDir(), "l")
+	mkNode(t, parent, node{path: "c", kind: unix.S_IFREG, mode: 0o644, body: "c"})
+	copyTree(t, parent, layer)
+	must(t, os.WriteFile(filepath.Join(layer, "c"), []byte("c2"), 0o644))
+	mkNode(t, layer, node{path: "a", kind: unix.S_IFREG, mode: 0o644, body: "a"})
+	mkNode(t, layer, node{path: "b", kind: unix.S_IFREG, mode: 0o644, body: "b"})
+	withStatHook(t, func(rel string) {
+		if rel == "/a" || rel == "a" {
+			for _, n := range []string{"b", "c"} {
+				if err := os.Remove(filepath.Join(layer, n)); err != nil && !os.IsNotExist(err) {
+					t.Error(err)
+				}
+			}
+		}
+	})
+	changes, err := Changes(layer, parent)
+	must(t, err)
+	if s := changeString(changes); s != "A /a; D /c" {
+		t.Errorf("Changes = %s, want A /a; D /c", s)
+	}
+	must(t, os.WriteFile(filepath.Join(layer, "b"), []byte("b"), 0o644))
+	rc, err := TarTree(layer, IdentityMapping{})
+	must(t, err)
+	ents := readTarEntries(t, readAllClose(t, rc))
+	if _, ok := ents["b"]; ok || len(ents) != 1 {
+		t.Errorf("TarTree entries %v, want only a", ents)
+	}
+}

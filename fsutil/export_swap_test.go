@@ -383,3 +383,34 @@ func TestChangesNameGoneDuringWalk(t *testing.T) {
 		t.Errorf("TarTree entries %v, want only a", ents)
 	}
 }
+
+// ExportChanges (entries opened below the root by openat2 or by hand)
+// writes what TarTree (a descriptor walk) writes, xattrs of directories,
+// symlinks and FIFOs included; the round trip tests check TarTree's.
+func TestExportChangesEqualsTarTree(t *testing.T) {
+	requireRoot(t)
+	bothResolvers(t, func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "l")
+		must(t, os.Mkdir(dir, 0o755))
+		buildTree(t, dir)
+		must(t, unix.Lsetxattr(filepath.Join(dir, "bin/sh"), "trusted.onlink", []byte("L"), 0))
+		must(t, unix.Lsetxattr(filepath.Join(dir, "run/fifo"), "trusted.onfifo", []byte("F"), 0))
+		changes, err := Changes(dir, "")
+		must(t, err)
+		rc, err := ExportChanges(dir, changes, IdentityMapping{})
+		must(t, err)
+		exported := readAllClose(t, rc)
+		rc, err = TarTree(dir, IdentityMapping{})
+		must(t, err)
+		if tree := readAllClose(t, rc); !bytes.Equal(exported, tree) {
+			t.Error("ExportChanges of an all-added tree differs from TarTree")
+		}
+		ents := readTarEntries(t, exported)
+		if ents["bin/sh"].hdr.PAXRecords[xattrPAXPrefix+"trusted.onlink"] != "L" ||
+			ents["run/fifo"].hdr.PAXRecords[xattrPAXPrefix+"trusted.onfifo"] != "F" ||
+			ents["home/user"].hdr.PAXRecords[xattrPAXPrefix+"user.dirattr"] != "d" {
+			t.Errorf("xattrs of a symlink, a FIFO, a directory: %v %v %v", ents["bin/sh"].hdr.PAXRecords,
+				ents["run/fifo"].hdr.PAXRecords, ents["home/user"].hdr.PAXRecords)
+		}
+	})
+}

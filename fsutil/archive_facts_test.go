@@ -211,12 +211,17 @@ func TestParseCreds(t *testing.T) {
 func TestCopyContentSize(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
 	must(t, os.WriteFile(p, bytes.Repeat([]byte("y"), 100), 0o644))
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	must(t, err)
+	defer unix.Close(fd)
 	var out bytes.Buffer
 	ta := &tarAppender{tw: tar.NewWriter(&out), buf: make([]byte, 16)}
 	must(t, ta.tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Size: 60, Mode: 0o644}))
-	must(t, ta.copyContent(p, 60)) // grew since the lstat: the rest is left out
+	must(t, ta.copyContent(fd, "f", 60)) // grew since the lstat: the rest is left out
+	_, err = unix.Seek(fd, 0, 0)
+	must(t, err)
 	must(t, ta.tw.WriteHeader(&tar.Header{Name: "g", Typeflag: tar.TypeReg, Size: 150, Mode: 0o644}))
-	err := ta.copyContent(p, 150)
+	err = ta.copyContent(fd, "g", 150)
 	if err == nil || !strings.Contains(err.Error(), "shrank from 150 to 100 bytes") {
 		t.Errorf("short file: err %v", err)
 	}

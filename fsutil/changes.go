@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -57,9 +55,15 @@ func (c Change) String() string { return c.Kind.String() + " " + c.Path }
 // compared, but a directory with a change anywhere below it is listed as
 // modified so that its metadata travels with the diff. Only the deleted
 // path itself is listed, not what was below it. The root is never listed.
+//
+// Both trees are walked by descriptors, never following a symlink (the
+// roots themselves must not be symlinks). For a tree that changes during
+// the walk (a running container's): a name gone before its lstat is
+// absent, as in Moby's walker; a directory that is no longer the one
+// stat'd when it is opened is listed as changed, and nothing below it.
 func Changes(layerDir, parentDir string) ([]Change, error) {
-	w := &changeWalker{newRoot: layerDir, oldRoot: parentDir}
-	if _, err := w.compareDir("/", parentDir != ""); err != nil {
+	w := &changeWalker{}
+	if err := w.walk(layerDir, parentDir); err != nil {
 		return nil, err
 	}
 	sort.Slice(w.changes, func(i, j int) bool { return w.changes[i].Path < w.changes[j].Path })
@@ -69,40 +73,57 @@ func Changes(layerDir, parentDir string) ([]Change, error) {
 // DiffSize returns the size of what Changes(layerDir, parentDir) adds or
 // modifies, as Moby's archive.ChangesSize counts it: the lstat size of
 // every non-directory (regular files, and symlinks by target length), an
-// inode with several hard links counted once.
+// inode with several hard links counted once. The sizes are the walk's own
+// lstats, not a second lookup by path.
 func DiffSize(layerDir, parentDir string) (int64, error) {
-	changes, err := Changes(layerDir, parentDir)
-	if err != nil {
+	w := &changeWalker{sized: make(map[uint64]struct{})}
+	if err := w.walk(layerDir, parentDir); err != nil {
 		return 0, err
 	}
-	var size int64
-	seen := make(map[uint64]struct{})
-	for _, c := range changes {
-		if c.Kind == ChangeDelete {
-			continue
-		}
-		var st unix.Stat_t
-		p := filepath.Join(layerDir, c.Path)
-		if err := unix.Lstat(p, &st); err != nil {
-			return 0, fmt.Errorf("fsutil: diff size: lstat %s: %w", p, err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			continue
-		}
-		if st.Nlink > 1 {
-			if _, ok := seen[st.Ino]; ok {
-				continue
-			}
-			seen[st.Ino] = struct{}{}
-		}
-		size += st.Size
-	}
-	return size, nil
+	return w.size, nil
 }
 
 type changeWalker struct {
-	newRoot, oldRoot string
-	changes          []Change
+	changes []Change
+	// sized, non-nil for DiffSize, holds the inodes with several links
+	// already counted in size.
+	sized  map[uint64]struct{}
+	size   int64
+	dirent []byte
+}
+
+func (w *changeWalker) walk(layerDir, parentDir string) error {
+	w.dirent = make([]byte, direntBufSize)
+	newfd, err := openLayerRoot(layerDir)
+	if err != nil {
+		return fmt.Errorf("fsutil: changes: %w", err)
+	}
+	defer unix.Close(newfd)
+	oldfd := -1
+	if parentDir != "" {
+		if oldfd, err = openLayerRoot(parentDir); err != nil {
+			return fmt.Errorf("fsutil: changes: %w", err)
+		}
+		defer unix.Close(oldfd)
+	}
+	_, err = w.compareDir("/", newfd, oldfd)
+	return err
+}
+
+// record lists a change; an added or modified non-directory counts its
+// size for DiffSize.
+func (w *changeWalker) record(rel string, kind ChangeKind, st *unix.Stat_t) {
+	w.changes = append(w.changes, Change{Path: rel, Kind: kind})
+	if w.sized == nil || st == nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return
+	}
+	if st.Nlink > 1 {
+		if _, ok := w.sized[st.Ino]; ok {
+			return
+		}
+		w.sized[st.Ino] = struct{}{}
+	}
+	w.size += st.Size
 }
 
 // entryInfo is what Changes compares for one path.
@@ -115,31 +136,35 @@ type entryInfo struct {
 func (e *entryInfo) isDir() bool { return e.st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
 // compareDir compares the children of directory rel (absolute in the
-// layer) and reports whether any change was recorded below it. oldIsDir
-// says whether rel is a directory in the parent too.
-func (w *changeWalker) compareDir(rel string, oldIsDir bool) (bool, error) {
+// layer), open as newfd in the layer and as oldfd in the parent (-1 when
+// it is not a directory there), and reports whether any change was
+// recorded below it.
+func (w *changeWalker) compareDir(rel string, newfd, oldfd int) (bool, error) {
+	if len(rel) > maxPathLen {
+		return false, fmt.Errorf("fsutil: changes: %q...: %w", rel[:64], unix.ENAMETOOLONG)
+	}
 	start := len(w.changes)
-	newNames, err := readNames(filepath.Join(w.newRoot, rel))
+	newNames, err := readDirNames(newfd, w.dirent)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("fsutil: changes: read dir %s: %w", rel, err)
 	}
 	var oldNames []string
-	if oldIsDir {
-		if oldNames, err = readNames(filepath.Join(w.oldRoot, rel)); err != nil {
-			return false, err
+	if oldfd >= 0 {
+		if oldNames, err = readDirNames(oldfd, w.dirent); err != nil {
+			return false, fmt.Errorf("fsutil: changes: read parent's dir %s: %w", rel, err)
 		}
 	}
 	i, j := 0, 0
 	for i < len(newNames) || j < len(oldNames) {
 		switch {
 		case j == len(oldNames) || (i < len(newNames) && newNames[i] < oldNames[j]):
-			err = w.addTree(path.Join(rel, newNames[i]))
+			err = w.addTree(newfd, newNames[i], path.Join(rel, newNames[i]))
 			i++
 		case i == len(newNames) || oldNames[j] < newNames[i]:
-			w.changes = append(w.changes, Change{Path: path.Join(rel, oldNames[j]), Kind: ChangeDelete})
+			w.record(path.Join(rel, oldNames[j]), ChangeDelete, nil)
 			j++
 		default:
-			err = w.compareEntry(path.Join(rel, newNames[i]))
+			err = w.compareEntry(newfd, oldfd, newNames[i], path.Join(rel, newNames[i]))
 			i++
 			j++
 		}
@@ -150,15 +175,29 @@ func (w *changeWalker) compareDir(rel string, oldIsDir bool) (bool, error) {
 	return len(w.changes) > start, nil
 }
 
-// compareEntry compares a path present in both trees.
-func (w *changeWalker) compareEntry(rel string) error {
-	ni, err := readEntryInfo(filepath.Join(w.newRoot, rel))
+// compareEntry compares name, listed in both directories. A name gone
+// since (a running container removed it) is absent on that side, as
+// Moby's walker takes it.
+func (w *changeWalker) compareEntry(newfd, oldfd int, name, rel string) error {
+	ni, err := readEntryInfo(newfd, name, rel)
 	if err != nil {
 		return err
 	}
-	oi, err := readEntryInfo(filepath.Join(w.oldRoot, rel))
+	oi, err := readEntryInfo(oldfd, name, rel)
 	if err != nil {
 		return err
+	}
+	switch {
+	case ni == nil && oi == nil:
+		return nil
+	case ni == nil:
+		w.record(rel, ChangeDelete, nil)
+		return nil
+	case oi == nil:
+		return w.addTree(newfd, name, rel)
+	}
+	if testHookStat != nil {
+		testHookStat(rel)
 	}
 	if ni.st.Dev == oi.st.Dev && ni.st.Ino == oi.st.Ino {
 		return nil // the very same file (shared inode): unchanged
@@ -166,38 +205,81 @@ func (w *changeWalker) compareEntry(rel string) error {
 	modified := statDifferent(&oi.st, &ni.st) || !bytes.Equal(oi.capability, ni.capability) ||
 		oi.target != ni.target
 	if modified {
-		w.changes = append(w.changes, Change{Path: rel, Kind: ChangeModify})
+		w.record(rel, ChangeModify, &ni.st)
 	}
 	if !ni.isDir() {
 		return nil
 	}
-	below, err := w.compareDir(rel, oi.isDir())
+	below, err := w.compareSubdirs(newfd, oldfd, name, rel, &ni.st, &oi.st)
 	if err != nil {
 		return err
 	}
 	if below && !modified {
-		w.changes = append(w.changes, Change{Path: rel, Kind: ChangeModify})
+		w.record(rel, ChangeModify, nil)
 	}
 	return nil
 }
 
-// addTree records rel and, for a directory, everything below it as added.
-func (w *changeWalker) addTree(rel string) error {
-	w.changes = append(w.changes, Change{Path: rel, Kind: ChangeAdd})
+// compareSubdirs opens the directory name on both sides and compares
+// them. A layer directory swapped since its lstat counts as a change with
+// nothing listed below it; a parent directory swapped counts as absent.
+func (w *changeWalker) compareSubdirs(newfd, oldfd int, name, rel string, nst, ost *unix.Stat_t) (bool, error) {
+	nsub, err := openSubdir(newfd, name, nst)
+	if errors.Is(err, errSwapped) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("fsutil: changes: open %s: %w", rel, err)
+	}
+	defer unix.Close(nsub)
+	osub := -1
+	if ost.Mode&unix.S_IFMT == unix.S_IFDIR {
+		osub, err = openSubdir(oldfd, name, ost)
+		if err != nil && !errors.Is(err, errSwapped) {
+			return false, fmt.Errorf("fsutil: changes: open parent's %s: %w", rel, err)
+		}
+		if err == nil {
+			defer unix.Close(osub)
+		}
+	}
+	return w.compareDir(rel, nsub, osub)
+}
+
+// addTree records name (rel) of directory dirfd and, for a directory,
+// everything below it as added; a name gone since it was listed, nothing.
+func (w *changeWalker) addTree(dirfd int, name, rel string) error {
 	var st unix.Stat_t
-	p := filepath.Join(w.newRoot, rel)
-	if err := unix.Lstat(p, &st); err != nil {
-		return fmt.Errorf("fsutil: changes: lstat %s: %w", p, err)
+	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fsutil: changes: lstat %s: %w", rel, err)
+	}
+	w.record(rel, ChangeAdd, &st)
+	if testHookStat != nil {
+		testHookStat(rel)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil
 	}
-	names, err := readNames(p)
+	if len(rel) > maxPathLen {
+		return fmt.Errorf("fsutil: changes: %q...: %w", rel[:64], unix.ENAMETOOLONG)
+	}
+	sub, err := openSubdir(dirfd, name, &st)
+	if errors.Is(err, errSwapped) {
+		return nil // listed; what is there now is not what was stat'd
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("fsutil: changes: open %s: %w", rel, err)
+	}
+	defer unix.Close(sub)
+	names, err := readDirNames(sub, w.dirent)
+	if err != nil {
+		return fmt.Errorf("fsutil: changes: read dir %s: %w", rel, err)
 	}
 	for _, n := range names {
-		if err := w.addTree(path.Join(rel, n)); err != nil {
+		if err := w.addTree(sub, n, path.Join(rel, n)); err != nil {
 			return err
 		}
 	}
@@ -222,55 +304,44 @@ func sameFsTime(a, b unix.Timespec) bool {
 	return a.Sec == b.Sec && (a.Nsec == b.Nsec || a.Nsec == 0 || b.Nsec == 0)
 }
 
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("fsutil: changes: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("fsutil: changes: read dir %s: %w", dir, err)
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
-func readEntryInfo(p string) (*entryInfo, error) {
+// readEntryInfo reads name of directory dirfd without following it; nil
+// when it is gone.
+func readEntryInfo(dirfd int, name, rel string) (*entryInfo, error) {
 	e := &entryInfo{}
-	if err := unix.Lstat(p, &e.st); err != nil {
-		return nil, fmt.Errorf("fsutil: changes: lstat %s: %w", p, err)
+	err := unix.Fstatat(dirfd, name, &e.st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
 	}
-	capability, err := getXattr(p, capabilityXattr)
 	if err != nil {
-		return nil, fmt.Errorf("fsutil: changes: %w", err)
+		return nil, fmt.Errorf("fsutil: changes: lstat %s: %w", rel, err)
+	}
+	capability, err := xattrsAt(dirfd, name).get(capabilityXattr)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fsutil: changes: %s: %w", rel, err)
 	}
 	e.capability = capability
 	if e.st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		if e.target, err = os.Readlink(p); err != nil {
-			return nil, fmt.Errorf("fsutil: changes: %w", err)
+		e.target, err = readlinkAt(dirfd, name)
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fsutil: changes: readlink %s: %w", rel, err)
 		}
 	}
 	return e, nil
 }
 
-const capabilityXattr = "security.capability"
-
-// getXattr returns the value of an xattr of p (not following a final
-// symlink), or nil when p lacks it or its filesystem has no xattrs.
-func getXattr(p, name string) ([]byte, error) {
-	buf := make([]byte, 128)
-	for {
-		n, err := unix.Lgetxattr(p, name, buf)
-		switch {
-		case err == nil:
-			return buf[:n], nil
-		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		case errors.Is(err, unix.ERANGE) && len(buf) < 1<<16:
-			buf = make([]byte, 1<<16)
-		default:
-			return nil, fmt.Errorf("getxattr %s %s: %w", p, name, err)
-		}
+func readlinkAt(dirfd int, name string) (string, error) {
+	buf := make([]byte, maxPathLen)
+	n, err := unix.Readlinkat(dirfd, name, buf)
+	if err != nil {
+		return "", err
 	}
+	return string(buf[:n]), nil
 }
+
+const capabilityXattr = "security.capability"

@@ -17,7 +17,7 @@ import (
 
 // TestSyscallProbe, built only with -tags syscallprobe (a measuring tool,
 // not a test: a normal run neither runs nor skips it), with FSUTIL_PROBE
-// "apply:N" or "tar:N" makes N applies (or tars) of benchTree's layer, for counting syscalls with
+// "apply:N", "tar:N" or "export:N" makes N applies (tars, Changes+ExportChanges) of benchTree's layer, for counting syscalls with
 // strace -c -f; the difference between two values of N, divided by their
 // difference and by 110 entries, leaves the setup out. It leaves its
 // applied trees in a temporary directory, whose removal would be counted
@@ -25,7 +25,7 @@ import (
 func TestSyscallProbe(t *testing.T) {
 	what, n, ok := strings.Cut(os.Getenv("FSUTIL_PROBE"), ":")
 	if !ok {
-		t.Fatal("set FSUTIL_PROBE=apply:N or tar:N")
+		t.Fatal("set FSUTIL_PROBE=apply:N, tar:N or export:N")
 	}
 	runs, err := strconv.Atoi(n)
 	must(t, err)
@@ -51,6 +51,14 @@ func TestSyscallProbe(t *testing.T) {
 			must(t, err)
 		case "tar":
 			rc, err := TarTree(dir, IdentityMapping{})
+			must(t, err)
+			_, err = io.Copy(io.Discard, rc)
+			must(t, err)
+			must(t, rc.Close())
+		case "export": // every entry changed: the tree over an empty parent
+			changes, err := Changes(dir, "")
+			must(t, err)
+			rc, err := ExportChanges(dir, changes, IdentityMapping{})
 			must(t, err)
 			_, err = io.Copy(io.Discard, rc)
 			must(t, err)

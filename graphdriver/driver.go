@@ -191,9 +191,18 @@ func mkdirMountPoint(mp string) error {
 	return err
 }
 
+// mkdirOwned makes the layer's rootfs, or checks the one there is a
+// directory: a symlink would hand out (and apply into) where it points.
 func mkdirOwned(dir string, uid, gid int) error {
 	err := os.Mkdir(dir, 0o755)
 	if errors.Is(err, os.ErrExist) {
+		var st unix.Stat_t
+		if err := unix.Lstat(dir, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("%s is not a directory (mode %#o): %w", dir, st.Mode, unix.ENOTDIR)
+		}
 		return nil
 	}
 	if err != nil {

@@ -350,10 +350,7 @@ func (ds *DeviceSet) doShutdown() error {
 		ds.deleter.close()
 	}
 	if !ds.ro {
-		ds.txMu.Lock()
-		ds.meta.NextDeviceID = ds.nextID
-		errs = append(errs, ds.store.saveSetMetadata(ds.meta))
-		ds.txMu.Unlock()
+		errs = append(errs, ds.saveNextDeviceID())
 	}
 	errs = append(errs, ds.deactivateAll())
 	if !ds.ro || ds.pool.created {
@@ -361,4 +358,16 @@ func (ds *DeviceSet) doShutdown() error {
 	}
 	ds.close()
 	return errors.Join(errs...)
+}
+
+// saveNextDeviceID records where the thin id search goes on next time.
+// nextID is txMu's, meta is mu's (readers hold only mu).
+func (ds *DeviceSet) saveNextDeviceID() error {
+	ds.txMu.Lock()
+	defer ds.txMu.Unlock()
+	ds.mu.Lock()
+	ds.meta.NextDeviceID = ds.nextID
+	m := ds.meta
+	ds.mu.Unlock()
+	return ds.store.saveSetMetadata(m)
 }

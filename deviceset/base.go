@@ -143,9 +143,10 @@ func (ds *DeviceSet) verifyBase(info *DevInfo) error {
 		return fmt.Errorf("base device UUID %s does not match the recorded %s: this home is being opened on a different thin pool than last time",
 			probe.UUID, ds.meta.BaseDeviceUUID)
 	}
-	if ds.meta.BaseDeviceFilesystem == "" {
-		ds.meta.BaseDeviceFilesystem = probe.Type
+	if err := ds.checkFilesystem(ds.meta.BaseDeviceFilesystem, probe.Type); err != nil {
+		return fmt.Errorf("base device: %w", err)
 	}
+	ds.meta.BaseDeviceFilesystem, ds.mountFS = probe.Type, probe.Type
 	if ds.cfg.Filesystem != "" && ds.cfg.Filesystem != ds.meta.BaseDeviceFilesystem {
 		ds.log.Warnf("base device has %s; dm.fs=%s is ignored", ds.meta.BaseDeviceFilesystem, ds.cfg.Filesystem)
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
 
@@ -62,6 +63,7 @@ type DeviceSet struct {
 	devices map[string]*DevInfo // DevInfos read so far, by hash
 	loaded  idIndex             // the same, by thin id (built from the start)
 	meta    setMetadata
+	mountFS string // the layers' filesystem, once checked (filesystemOf)
 
 	idle     *idleSet // unmounted layers whose device stays active, nil when off
 	deleter  *deleter // deferred deletion worker, nil when off
@@ -85,6 +87,9 @@ func New(home string, cfg Config) (*DeviceSet, error) { return Open(home, cfg, O
 
 // Open is New with options.
 func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
+	if err := fsutil.ValidateMountOptions(cfg.MountOptions); err != nil {
+		return nil, fmt.Errorf("dm.mountopt: %w", err)
+	}
 	ds := &DeviceSet{
 		home:    home,
 		cfg:     cfg,

@@ -39,7 +39,10 @@
 //   - txMu: serialises pool transactions (the pool's id is a sequence) and
 //     thin id allocation. Held only across steps 1–4 above (and a
 //     delete's discard, which must follow its intent), never across mkfs,
-//     mounts or filesystem growth.
+//     mounts or filesystem growth. A snapshot suspends its active origin
+//     only under txMu, across the create_snap message alone: the intent
+//     and the id index come before, the DevInfo and the commit after, so
+//     a mounted layer's I/O never waits for another transaction.
 //   - mu: guards the in-memory cache of DevInfos; never held across I/O
 //     other than reading one DevInfo file.
 //   - ids.mu: the thin id index; built under it once, by reading every

@@ -246,34 +246,47 @@ func (ds *DeviceSet) filesystemOf(dev string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := ds.checkFilesystem(recorded, probe.Type); err != nil {
+	if fs, err = ds.checkFilesystem(recorded, probe.Type); err != nil {
 		return "", err
 	}
 	ds.mu.Lock()
-	ds.mountFS = probe.Type
+	ds.mountFS = fs
 	ds.mu.Unlock()
-	return probe.Type, nil
+	return fs, nil
 }
 
-// checkFilesystem refuses a filesystem the driver does not make (xfs,
-// ext4), and a home record naming another than the superblock's.
-func (ds *DeviceSet) checkFilesystem(recorded, probed string) error {
+// checkFilesystem refuses a device whose superblock is not a filesystem
+// the driver makes (xfs, ext4), and a home record naming another one. It
+// returns the type to mount the device as.
+func (ds *DeviceSet) checkFilesystem(recorded, probed string) (string, error) {
 	record := ds.store.path(deviceSetFile)
+	fs := mountType(probed)
 	switch {
-	case recorded != "" && !madeFilesystem(recorded):
-		return fmt.Errorf("%w: home record %s: BaseDeviceFilesystem %q is not a filesystem layers are made with (xfs, ext4)",
+	case recorded != "" && mountType(recorded) != recorded:
+		return "", fmt.Errorf("%w: home record %s: BaseDeviceFilesystem %q is not a filesystem layers are made with (xfs, ext4)",
 			ErrCorruptMetadata, record, recorded)
-	case !madeFilesystem(probed):
-		return fmt.Errorf("%w: the device holds %s, not xfs or ext4 (home record %s: BaseDeviceFilesystem %q)",
+	case fs == "":
+		return "", fmt.Errorf("%w: the device holds %s, not xfs or ext4 (home record %s: BaseDeviceFilesystem %q)",
 			ErrCorruptMetadata, probed, record, recorded)
-	case recorded != "" && recorded != probed:
-		return fmt.Errorf("%w: home record %s: BaseDeviceFilesystem %q, but the device holds %s",
+	case recorded != "" && recorded != fs:
+		return "", fmt.Errorf("%w: home record %s: BaseDeviceFilesystem %q, but the device holds %s",
 			ErrCorruptMetadata, record, recorded, probed)
 	}
-	return nil
+	return fs, nil
 }
 
-func madeFilesystem(fs string) bool { return fs == fsutil.FSTypeXFS || fs == fsutil.FSTypeExt4 }
+// mountType is the type to mount a probed filesystem as, "" for one the
+// driver does not make. An ext filesystem whose features make it look
+// like ext2 or ext3 (dm.mkfsarg) is ext4's, as Moby mounts any ext.
+func mountType(probed string) string {
+	switch probed {
+	case fsutil.FSTypeXFS:
+		return fsutil.FSTypeXFS
+	case fsutil.FSTypeExt4, "ext3", "ext2":
+		return fsutil.FSTypeExt4
+	}
+	return ""
+}
 
 // UnmountDevice unmounts path, removes the (now empty) mount point as Moby
 // does, and leaves the layer's device active in the idle set (or

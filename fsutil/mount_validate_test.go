@@ -62,3 +62,26 @@ func TestMountLayerReadOnly(t *testing.T) {
 		t.Fatalf("write: %v, want EROFS", err)
 	}
 }
+
+// Options that pass ValidateMountOptions never change what a mount is and
+// never swallow what is joined after them.
+func FuzzValidateMountOptions(f *testing.F) {
+	for _, seed := range []string{"discard", `discard,"`, "rw", "nouuid,logbsize=256k", ",", "remount,ro", "a=b,c"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateMountOptions(s) != nil {
+			return
+		}
+		flags, data := ParseMountOptions(s)
+		if bad := flags & (unix.MS_REMOUNT | unix.MS_BIND | propagationFlags); bad != 0 {
+			t.Fatalf("%q passed and sets %#x", s, bad)
+		}
+		if flags, _ := ParseMountOptions(joinMountOptions(s, "ro")); flags&unix.MS_RDONLY == 0 {
+			t.Fatalf("%q passed and swallows a following ro", s)
+		}
+		if strings.ContainsAny(data, "\"\x00") || len(data) > maxMountOptions {
+			t.Fatalf("%q passed with data %q", s, data)
+		}
+	})
+}

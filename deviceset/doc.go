@@ -43,8 +43,10 @@
 //     only under txMu, across the create_snap message alone: the intent
 //     and the id index come before, the DevInfo and the commit after, so
 //     a mounted layer's I/O never waits for another transaction.
-//   - mu: guards the in-memory cache of DevInfos; never held across I/O
-//     other than reading one DevInfo file.
+//   - mu: guards the in-memory cache of DevInfos and the home record
+//     (meta, and mountFS checked against it); never held across I/O
+//     other than reading one DevInfo file. Shutdown writes meta under
+//     txMu and mu both.
 //   - ids.mu: the thin id index; built under it once, by reading every
 //     DevInfo (at the first create or delete, never at a mount), then
 //     only map updates.

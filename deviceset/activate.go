@@ -109,6 +109,11 @@ func (ds *DeviceSet) reuse(cur dm.Info, info *DevInfo) (bool, error) {
 		}
 		return false, nil
 	}
+	if ds.ro && !cur.ReadOnly {
+		if err := ds.makeReadOnly(cur, info); err != nil {
+			return false, err
+		}
+	}
 	if cur.DeferredRemove {
 		err := ds.dm.CancelDeferredRemove(cur.Name)
 		if errors.Is(err, dm.ErrNotFound) {
@@ -119,6 +124,26 @@ func (ds *DeviceSet) reuse(cur dm.Info, info *DevInfo) (bool, error) {
 		}
 	}
 	return true, ds.fitTable(cur.Name, info)
+}
+
+// makeReadOnly reloads a device a read-write open left active with a
+// read-only table, for a read-only open to mount it. One still open
+// (mounted read-write elsewhere) is refused: reloading it would fail that
+// mount's writes, and mounting it from its rw table would let ext4 write
+// the pool.
+func (ds *DeviceSet) makeReadOnly(cur dm.Info, info *DevInfo) error {
+	if cur.OpenCount > 0 {
+		return fmt.Errorf("activate layer %q: device %s is active read-write and open (mounted elsewhere?): %w",
+			info.Hash, cur.Name, ErrReadOnly)
+	}
+	if err := ds.dm.Load(cur.Name, ds.thinTable(info), true); err != nil {
+		return err
+	}
+	if err := ds.dm.Resume(cur.Name, udevFlags); err != nil {
+		return err
+	}
+	info.loadedSize = info.Size
+	return nil
 }
 
 // fitTable reloads an active device whose table is not the layer's size:
@@ -134,7 +159,7 @@ func (ds *DeviceSet) fitTable(name string, info *DevInfo) error {
 	}
 	if len(t) != 1 || t[0].Length != dm.BytesToSectors(info.Size) {
 		ds.log.WithFields(logrus.Fields{"hash": info.Hash, "size": info.Size}).Info("reloading active device at the layer's size")
-		if err := ds.dm.Load(name, ds.thinTable(info), false); err != nil {
+		if err := ds.dm.Load(name, ds.thinTable(info), ds.ro); err != nil {
 			return err
 		}
 		if err := ds.dm.Resume(name, udevFlags); err != nil {
@@ -188,7 +213,11 @@ func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
 		err = faultPoint("mount")
 	}
 	if err == nil {
-		err = fsutil.MountLayer(dev, path, fsType, ds.mountOptions(), mountLabel)
+		mount := fsutil.MountLayer
+		if ds.ro { // a flag to mount(2): no dm.mountopt text can undo it
+			mount = fsutil.MountLayerReadOnly
+		}
+		err = mount(dev, path, fsType, ds.cfg.MountOptions, mountLabel)
 	}
 	if err == nil && fsType == "xfs" && ds.cfg.XFSNoSpaceMaxRetries != "" {
 		if err = ds.setXFSNoSpaceRetries(dev); err != nil {
@@ -202,29 +231,61 @@ func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
 	return nil
 }
 
-// mountOptions are dm.mountopt, plus ro for a read-only home (its pool
-// and devices refuse writes anyway; this makes the filesystem say so).
-func (ds *DeviceSet) mountOptions() string {
-	if !ds.ro {
-		return ds.cfg.MountOptions
-	}
-	if ds.cfg.MountOptions == "" {
-		return "ro"
-	}
-	return ds.cfg.MountOptions + ",ro"
-}
-
-// filesystemOf is the base's filesystem (all layers share it), probed from
-// the superblock only when the home doesn't record it.
+// filesystemOf is the filesystem to mount a layer's device dev as: what
+// its superblock holds, checked against the home record once per
+// DeviceSet (every layer shares the base's filesystem). The record is
+// input: it is never itself the mount type.
 func (ds *DeviceSet) filesystemOf(dev string) (string, error) {
 	ds.mu.Lock()
-	fs := ds.meta.BaseDeviceFilesystem
+	fs, recorded := ds.mountFS, ds.meta.BaseDeviceFilesystem
 	ds.mu.Unlock()
 	if fs != "" {
 		return fs, nil
 	}
-	fi, err := fsutil.ProbeDevice(dev)
-	return fi.Type, err
+	probe, err := fsutil.ProbeDevice(dev)
+	if err != nil {
+		return "", err
+	}
+	if fs, err = ds.checkFilesystem(recorded, probe.Type); err != nil {
+		return "", err
+	}
+	ds.mu.Lock()
+	ds.mountFS = fs
+	ds.mu.Unlock()
+	return fs, nil
+}
+
+// checkFilesystem refuses a device whose superblock is not a filesystem
+// the driver makes (xfs, ext4), and a home record naming another one. It
+// returns the type to mount the device as.
+func (ds *DeviceSet) checkFilesystem(recorded, probed string) (string, error) {
+	record := ds.store.path(deviceSetFile)
+	fs := mountType(probed)
+	switch {
+	case recorded != "" && mountType(recorded) != recorded:
+		return "", fmt.Errorf("%w: home record %s: BaseDeviceFilesystem %q is not a filesystem layers are made with (xfs, ext4)",
+			ErrCorruptMetadata, record, recorded)
+	case fs == "":
+		return "", fmt.Errorf("%w: the device holds %s, not xfs or ext4 (home record %s: BaseDeviceFilesystem %q)",
+			ErrCorruptMetadata, probed, record, recorded)
+	case recorded != "" && recorded != fs:
+		return "", fmt.Errorf("%w: home record %s: BaseDeviceFilesystem %q, but the device holds %s",
+			ErrCorruptMetadata, record, recorded, probed)
+	}
+	return fs, nil
+}
+
+// mountType is the type to mount a probed filesystem as, "" for one the
+// driver does not make. An ext filesystem whose features make it look
+// like ext2 or ext3 (dm.mkfsarg) is ext4's, as Moby mounts any ext.
+func mountType(probed string) string {
+	switch probed {
+	case fsutil.FSTypeXFS:
+		return fsutil.FSTypeXFS
+	case fsutil.FSTypeExt4, "ext3", "ext2":
+		return fsutil.FSTypeExt4
+	}
+	return ""
 }
 
 // UnmountDevice unmounts path, removes the (now empty) mount point as Moby

@@ -115,7 +115,7 @@ func (ds *DeviceSet) createBase() error {
 		return err
 	}
 	ds.mu.Lock()
-	ds.meta.BaseDeviceUUID, ds.meta.BaseDeviceFilesystem = probe.UUID, probe.Type
+	ds.meta.BaseDeviceUUID, ds.meta.BaseDeviceFilesystem = probe.UUID, mountType(probe.Type)
 	m := ds.meta
 	ds.mu.Unlock()
 	ds.log.WithFields(logrus.Fields{"fs": probe.Type, "uuid": probe.UUID, "size": info.Size}).Info("created base device")
@@ -143,9 +143,11 @@ func (ds *DeviceSet) verifyBase(info *DevInfo) error {
 		return fmt.Errorf("base device UUID %s does not match the recorded %s: this home is being opened on a different thin pool than last time",
 			probe.UUID, ds.meta.BaseDeviceUUID)
 	}
-	if ds.meta.BaseDeviceFilesystem == "" {
-		ds.meta.BaseDeviceFilesystem = probe.Type
+	fs, err := ds.checkFilesystem(ds.meta.BaseDeviceFilesystem, probe.Type)
+	if err != nil {
+		return fmt.Errorf("base device: %w", err)
 	}
+	ds.meta.BaseDeviceFilesystem, ds.mountFS = fs, fs
 	if ds.cfg.Filesystem != "" && ds.cfg.Filesystem != ds.meta.BaseDeviceFilesystem {
 		ds.log.Warnf("base device has %s; dm.fs=%s is ignored", ds.meta.BaseDeviceFilesystem, ds.cfg.Filesystem)
 	}

@@ -143,3 +143,33 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		}
 	}
 }
+
+// Regression: Shutdown wrote ds.meta under txMu alone while HomeRecord and
+// Status read it under mu (a data race under -race).
+func TestSaveNextDeviceIDWhileRead(t *testing.T) {
+	ds := &DeviceSet{store: store{dir: t.TempDir()}, devices: map[string]*DevInfo{}}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			ds.txMu.Lock()
+			ds.nextID = i
+			ds.txMu.Unlock()
+			if err := ds.saveNextDeviceID(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			_ = ds.HomeRecord()
+		}
+	}()
+	wg.Wait()
+	if got := ds.HomeRecord().NextDeviceID; got != 199 {
+		t.Fatalf("NextDeviceID %d after the last save of 199", got)
+	}
+}

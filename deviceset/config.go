@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	units "github.com/docker/go-units"
+
+	"github.com/thinlayer/thinlayer/fsutil"
 )
 
 // Moby v24.0.9's defaults (daemon/graphdriver/devmapper/deviceset.go and
@@ -128,7 +130,7 @@ var dmOptionSetters = map[string]optionSetter{
 	},
 	"dm.mountopt": func(c *Config, v string) error {
 		c.MountOptions = joinMountOpts(c.MountOptions, v)
-		return nil
+		return fsutil.ValidateMountOptions(c.MountOptions)
 	},
 	"dm.datadev":     stringOpt(func(c *Config) *string { return &c.DataDevice }),
 	"dm.metadatadev": stringOpt(func(c *Config) *string { return &c.MetadataDevice }),

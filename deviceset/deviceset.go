@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
 
@@ -62,6 +63,7 @@ type DeviceSet struct {
 	devices map[string]*DevInfo // DevInfos read so far, by hash
 	loaded  idIndex             // the same, by thin id (built from the start)
 	meta    setMetadata
+	mountFS string // the layers' filesystem, once checked (filesystemOf)
 
 	idle     *idleSet // unmounted layers whose device stays active, nil when off
 	deleter  *deleter // deferred deletion worker, nil when off
@@ -85,6 +87,9 @@ func New(home string, cfg Config) (*DeviceSet, error) { return Open(home, cfg, O
 
 // Open is New with options.
 func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
+	if err := fsutil.ValidateMountOptions(cfg.MountOptions); err != nil {
+		return nil, fmt.Errorf("dm.mountopt: %w", err)
+	}
 	ds := &DeviceSet{
 		home:    home,
 		cfg:     cfg,
@@ -350,10 +355,7 @@ func (ds *DeviceSet) doShutdown() error {
 		ds.deleter.close()
 	}
 	if !ds.ro {
-		ds.txMu.Lock()
-		ds.meta.NextDeviceID = ds.nextID
-		errs = append(errs, ds.store.saveSetMetadata(ds.meta))
-		ds.txMu.Unlock()
+		errs = append(errs, ds.saveNextDeviceID())
 	}
 	errs = append(errs, ds.deactivateAll())
 	if !ds.ro || ds.pool.created {
@@ -361,4 +363,16 @@ func (ds *DeviceSet) doShutdown() error {
 	}
 	ds.close()
 	return errors.Join(errs...)
+}
+
+// saveNextDeviceID records where the thin id search goes on next time.
+// nextID is txMu's, meta is mu's (readers hold only mu).
+func (ds *DeviceSet) saveNextDeviceID() error {
+	ds.txMu.Lock()
+	defer ds.txMu.Unlock()
+	ds.mu.Lock()
+	ds.meta.NextDeviceID = ds.nextID
+	m := ds.meta
+	ds.mu.Unlock()
+	return ds.store.saveSetMetadata(m)
 }

@@ -39,9 +39,14 @@
 //   - txMu: serialises pool transactions (the pool's id is a sequence) and
 //     thin id allocation. Held only across steps 1–4 above (and a
 //     delete's discard, which must follow its intent), never across mkfs,
-//     mounts or filesystem growth.
-//   - mu: guards the in-memory cache of DevInfos; never held across I/O
-//     other than reading one DevInfo file.
+//     mounts or filesystem growth. A snapshot suspends its active origin
+//     only under txMu, across the create_snap message alone: the intent
+//     and the id index come before, the DevInfo and the commit after, so
+//     a mounted layer's I/O never waits for another transaction.
+//   - mu: guards the in-memory cache of DevInfos and the home record
+//     (meta, and mountFS checked against it); never held across I/O
+//     other than reading one DevInfo file. Shutdown writes meta under
+//     txMu and mu both.
 //   - ids.mu: the thin id index; built under it once, by reading every
 //     DevInfo (at the first create or delete, never at a mount), then
 //     only map updates.

@@ -144,47 +144,68 @@ func parseStorageOpt(opts map[string]string) (uint64, error) {
 }
 
 // snapshot runs the create_snap transaction and reports whether it
-// committed. An active origin is suspended around the message (so its
-// in-flight writes are in the snapshot) and always resumed.
+// committed. An active origin is suspended across the message alone (so
+// its in-flight writes are in the snapshot) and always resumed: not while
+// the transaction waits for txMu, builds the id index or writes its
+// records, or a container's I/O would stall behind another transaction.
 func (ds *DeviceSet) snapshot(info, parent *DevInfo) (created bool, err error) {
 	origin := ds.deviceName(parent.Hash)
-	cur, err := ds.dm.Info(origin)
-	if err != nil && !errors.Is(err, dm.ErrNotFound) {
+	active, redefer, err := ds.prepareOrigin(parent.Hash, origin)
+	if err != nil {
 		return false, err
 	}
-	active := err == nil
-	if active && ds.dropIdleOrigin(parent.Hash, cur) {
-		active = false
+	if redefer {
+		defer func() { _ = ds.deactivate(parent.Hash) }()
 	}
-	if active && cur.DeferredRemove {
-		// A deferred removal pending on the origin: take it back so the
-		// device can't vanish mid-suspend, and let it go again after.
-		if err := ds.dm.CancelDeferredRemove(origin); err != nil {
-			active = false // it went meanwhile
-		} else {
-			defer func() { _ = ds.deactivate(parent.Hash) }()
-		}
-	}
+	snap := func(id uint32) error { return ds.dm.CreateSnap(ds.pool.name, id, uint32(parent.DeviceID)) }
 	if active {
-		if err := faultPoint("snapshot.suspend"); err != nil {
-			return false, err
-		}
-		if err := ds.dm.Suspend(origin, 0); err != nil {
-			return false, err
-		}
-		defer func() {
-			if rerr := ds.resumeOrigin(origin); rerr != nil && err == nil {
-				err = rerr
-			}
-		}()
+		snap = ds.suspendedAround(origin, snap)
 	}
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
-	err = ds.createTx(info, func(id uint32) error {
-		return ds.dm.CreateSnap(ds.pool.name, id, uint32(parent.DeviceID))
-	})
+	err = ds.createTx(info, snap)
 	info.pristine = err == nil
 	return err == nil, err
+}
+
+// prepareOrigin reports whether the origin is active, to be suspended for
+// the snapshot. An idle origin is deactivated instead. A deferred removal
+// pending on it is taken back, so that it can't vanish mid-suspend;
+// redefer says the caller must let it go again after.
+func (ds *DeviceSet) prepareOrigin(hash, origin string) (active, redefer bool, err error) {
+	cur, err := ds.dm.Info(origin)
+	if errors.Is(err, dm.ErrNotFound) {
+		return false, false, nil
+	}
+	if err != nil || ds.dropIdleOrigin(hash, cur) {
+		return false, false, err
+	}
+	if !cur.DeferredRemove {
+		return true, false, nil
+	}
+	if err := ds.dm.CancelDeferredRemove(origin); err != nil {
+		return false, false, nil // it went meanwhile
+	}
+	return true, true, nil
+}
+
+// suspendedAround wraps a pool message so that origin is suspended just
+// across it (the caller holds txMu by then). An origin gone meanwhile has
+// nothing in flight: the message goes out without.
+func (ds *DeviceSet) suspendedAround(origin string, op poolOp) poolOp {
+	return func(id uint32) error {
+		if err := faultPoint("snapshot.suspend"); err != nil {
+			return err
+		}
+		err := ds.dm.Suspend(origin, 0)
+		if errors.Is(err, dm.ErrNotFound) {
+			return op(id)
+		}
+		if err != nil {
+			return err
+		}
+		return errors.Join(op(id), ds.resumeOrigin(origin))
+	}
 }
 
 // dropIdleOrigin deactivates an idle origin instead of suspending it for a

@@ -1,6 +1,7 @@
 package devmapper
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -202,7 +203,7 @@ func parseTargetVersions(out []byte) ([]TargetVersion, error) {
 		if off+recHeader > len(out) {
 			return nil, fmt.Errorf("list versions: truncated reply at %d", off)
 		}
-		next := int(le32(out[off:]))
+		next := int(ne32(out[off:]))
 		end := len(out)
 		if next != 0 {
 			if next < recHeader || off+next > len(out) {
@@ -212,7 +213,7 @@ func parseTargetVersions(out []byte) ([]TargetVersion, error) {
 		}
 		list = append(list, TargetVersion{
 			Name:    cString(out[off+recHeader : end]),
-			Version: Version{le32(out[off+4:]), le32(out[off+8:]), le32(out[off+12:])},
+			Version: Version{ne32(out[off+4:]), ne32(out[off+8:]), ne32(out[off+12:])},
 		})
 		if next == 0 {
 			return list, nil
@@ -235,8 +236,8 @@ func (c *Control) HasTarget(name string) (Version, bool, error) {
 	return Version{}, false, nil
 }
 
-func le32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
+// The kernel writes the records after struct dm_ioctl in its own byte
+// order, as it does the header: read them natively, not as little-endian.
+func ne32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
 
-func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
+func ne64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }

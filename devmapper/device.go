@@ -1,6 +1,7 @@
 package devmapper
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -291,13 +292,13 @@ func (c *Control) Deps(name string) ([]uint64, error) {
 	if len(out) < 8 {
 		return nil, wrap("deps", name, fmt.Errorf("short reply (%d bytes)", len(out)))
 	}
-	n := int(le32(out))
+	n := int(ne32(out))
 	if 8+8*n > len(out) {
 		return nil, wrap("deps", name, fmt.Errorf("reply names %d devices in %d bytes", n, len(out)))
 	}
 	devs := make([]uint64, n)
 	for i := range devs {
-		devs[i] = le64(out[8+8*i:])
+		devs[i] = ne64(out[8+8*i:])
 	}
 	return devs, nil
 }
@@ -316,7 +317,7 @@ func (c *Control) message(name string, sector Sectors, msg string, room int) (st
 	r, err := c.callRoom(op, name, unix.DM_TARGET_MSG, room, false, func(r *request) error {
 		r.reserve(8 + len(msg) + 1)
 		p := r.payload()
-		putLE64(p, uint64(sector))
+		binary.NativeEndian.PutUint64(p, uint64(sector))
 		n := copy(p[8:], msg)
 		p[8+n] = 0
 		return nil
@@ -383,10 +384,4 @@ func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fil
 		return r, wrap(op, name, err)
 	}
 	return r, nil
-}
-
-func putLE64(b []byte, v uint64) {
-	for i := 0; i < 8; i++ {
-		b[i] = byte(v >> (8 * i))
-	}
 }

@@ -32,7 +32,7 @@ func (c *Control) List() ([]Device, error) {
 // flags has DM_NAME_LIST_FLAG_HAS_UUID. next is relative to each record.
 func parseNameList(out []byte) ([]Device, error) {
 	const recHeader = 12
-	if len(out) < recHeader || le64(out) == 0 {
+	if len(out) < recHeader || ne64(out) == 0 {
 		return nil, nil // dev 0 in the first record: no devices
 	}
 	var devs []Device
@@ -40,8 +40,8 @@ func parseNameList(out []byte) ([]Device, error) {
 		if off+recHeader > len(out) {
 			return nil, fmt.Errorf("truncated device list at %d", off)
 		}
-		dev := le64(out[off:])
-		next := int(le32(out[off+8:]))
+		dev := ne64(out[off:])
+		next := int(ne32(out[off+8:]))
 		end := len(out)
 		if next != 0 {
 			if next < recHeader || off+next > len(out) {
@@ -64,7 +64,7 @@ func parseNameList(out []byte) ([]Device, error) {
 // where the record does.
 func nameListUUID(rec []byte, afterName int) string {
 	p := align8(afterName)
-	if p+8 > len(rec) || le32(rec[p+4:])&unix.DM_NAME_LIST_FLAG_HAS_UUID == 0 {
+	if p+8 > len(rec) || ne32(rec[p+4:])&unix.DM_NAME_LIST_FLAG_HAS_UUID == 0 {
 		return ""
 	}
 	return cString(rec[p+8:])

@@ -35,7 +35,7 @@ func (c *Control) makeNode(name string, dev uint64) error {
 func ensureNode(path string, dev uint64) error {
 	var st unix.Stat_t
 	err := unix.Stat(path, &st)
-	if err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && st.Rdev == dev {
+	if err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK && uint64(st.Rdev) == dev { // Rdev is 32 bits on mips
 		return nil
 	}
 	if err == nil {

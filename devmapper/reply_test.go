@@ -10,7 +10,7 @@ import (
 // nameRecord builds one dm_name_list record as the kernel lays it out.
 func nameRecord(dev uint64, name, uuid string, last bool) []byte {
 	b := make([]byte, 12, 64)
-	binary.LittleEndian.PutUint64(b, dev)
+	binary.NativeEndian.PutUint64(b, dev)
 	b = append(b, name...)
 	b = append(b, 0)
 	for len(b)%8 != 0 {
@@ -20,15 +20,15 @@ func nameRecord(dev uint64, name, uuid string, last bool) []byte {
 	if uuid != "" {
 		flags = 1 // DM_NAME_LIST_FLAG_HAS_UUID
 	}
-	b = binary.LittleEndian.AppendUint32(b, 0)
-	b = binary.LittleEndian.AppendUint32(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint32(b, flags)
 	b = append(b, uuid...)
 	b = append(b, 0)
 	for len(b)%8 != 0 {
 		b = append(b, 0)
 	}
 	if !last {
-		binary.LittleEndian.PutUint32(b[8:], uint32(len(b)))
+		binary.NativeEndian.PutUint32(b[8:], uint32(len(b)))
 	}
 	return b
 }
@@ -49,7 +49,7 @@ func TestParseNameList(t *testing.T) {
 		t.Fatalf("empty list: %v %v", devs, err)
 	}
 	bad := nameRecord(1, "x", "", false)
-	binary.LittleEndian.PutUint32(bad[8:], 4096)
+	binary.NativeEndian.PutUint32(bad[8:], 4096)
 	if _, err := parseNameList(bad); err == nil {
 		t.Fatal("next pointing past the reply was accepted")
 	}
@@ -59,7 +59,7 @@ func TestParseTargetVersions(t *testing.T) {
 	rec := func(name string, v [3]uint32, last bool) []byte {
 		b := make([]byte, 16)
 		for i, x := range v {
-			binary.LittleEndian.PutUint32(b[4+4*i:], x)
+			binary.NativeEndian.PutUint32(b[4+4*i:], x)
 		}
 		b = append(b, name...)
 		b = append(b, 0)
@@ -67,7 +67,7 @@ func TestParseTargetVersions(t *testing.T) {
 			b = append(b, 0)
 		}
 		if !last {
-			binary.LittleEndian.PutUint32(b, uint32(len(b)))
+			binary.NativeEndian.PutUint32(b, uint32(len(b)))
 		}
 		return b
 	}

@@ -88,7 +88,7 @@ func TestNoUdevStaleNode(t *testing.T) {
 	}
 	defer c.Remove(name, 0)
 	var st unix.Stat_t
-	if err := unix.Stat(info.Path(), &st); err != nil || st.Rdev != info.Dev() {
+	if err := unix.Stat(info.Path(), &st); err != nil || uint64(st.Rdev) != info.Dev() {
 		t.Fatalf("node %s: rdev %#x err %v, want %#x", info.Path(), st.Rdev, err, info.Dev())
 	}
 	if err := c.EnsureNode(info); err != nil {

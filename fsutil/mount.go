@@ -3,6 +3,7 @@ package fsutil
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/selinux/go-selinux/label"
@@ -73,10 +74,34 @@ func LayerMountOptions(fsType, options, mountLabel string) string {
 }
 
 // MountLayer mounts a layer's thin device dev on target with Moby's
-// devmapper semantics; see LayerMountOptions.
+// devmapper semantics (see LayerMountOptions). options must pass
+// ValidateMountOptions.
 func MountLayer(dev, target, fsType, options, mountLabel string) error {
+	return mountLayer(dev, target, fsType, options, mountLabel, 0)
+}
+
+// MountLayerReadOnly is MountLayer read-only: MS_RDONLY goes to mount(2)
+// as a flag, which no option text can undo.
+func MountLayerReadOnly(dev, target, fsType, options, mountLabel string) error {
+	return mountLayer(dev, target, fsType, options, mountLabel, unix.MS_RDONLY)
+}
+
+// maxMountData is what the kernel reads of mount data: one page, less
+// its terminating NUL.
+const maxMountData = 4095
+
+func mountLayer(dev, target, fsType, options, mountLabel string, extra uintptr) error {
+	if err := ValidateMountOptions(options); err != nil {
+		return err
+	}
+	if strings.ContainsAny(mountLabel, "\"\x00\n") {
+		return fmt.Errorf("%w: mount label %q", ErrMountOption, mountLabel)
+	}
 	flags, data := ParseMountOptions(LayerMountOptions(fsType, options, mountLabel))
-	return Mount(dev, target, fsType, flags, data)
+	if len(data) > maxMountData {
+		return fmt.Errorf("%w: %d bytes of mount data, the kernel reads %d", ErrMountOption, len(data), maxMountData)
+	}
+	return Mount(dev, target, fsType, flags|extra, data)
 }
 
 // joinMountOptions joins two comma-separated option lists.

@@ -1,6 +1,8 @@
 package fsutil
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -96,4 +98,59 @@ func splitMountOptions(s string) []string {
 		}
 	}
 	return append(opts, s[start:])
+}
+
+// ErrMountOption: an option string a layer mount refuses.
+var ErrMountOption = errors.New("mount option refused")
+
+// maxMountOptions bounds user options, leaving room in the kernel's one
+// page of mount data (it cuts the rest off silently) for ours.
+const maxMountOptions = 2048
+
+// semanticMountOptions change what a layer mount is rather than how its
+// filesystem behaves: read-write where it must be read-only, a remount or
+// bind instead of a mount of the device, propagation.
+var semanticMountOptions = map[string]bool{
+	"rw": true, "remount": true, "bind": true, "rbind": true, "move": true,
+	"private": true, "rprivate": true, "shared": true, "rshared": true,
+	"slave": true, "rslave": true, "unbindable": true, "runbindable": true,
+}
+
+// ValidateMountOptions checks a user's mount options (dm.mountopt) before
+// they are joined with the layer's own: plain comma-separated items only
+// (no quotes, which would swallow what follows; no empty items), no option
+// that changes what the mount is (rw, remount, bind, propagation), and
+// short enough that the kernel sees all of it.
+func ValidateMountOptions(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > maxMountOptions {
+		return fmt.Errorf("%w: %d bytes of mount options, more than %d", ErrMountOption, len(s), maxMountOptions)
+	}
+	for i, opt := range strings.Split(s, ",") {
+		if err := validateMountOption(opt); err != nil {
+			return fmt.Errorf("%w: item %d (%q) of %q: %s", ErrMountOption, i+1, opt, s, err)
+		}
+	}
+	return nil
+}
+
+func validateMountOption(opt string) error {
+	if opt == "" {
+		return errors.New("empty (a comma at the start, at the end or doubled)")
+	}
+	if semanticMountOptions[strings.ToLower(opt)] {
+		return errors.New("changes what the layer mount is, not how its filesystem behaves")
+	}
+	for _, c := range opt {
+		if !mountOptionChar(c) {
+			return fmt.Errorf("character %q: only letters, digits and =_.:/+- are allowed (no quotes)", c)
+		}
+	}
+	return nil
+}
+
+func mountOptionChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("=_.:/+-", c)
 }

@@ -46,6 +46,7 @@ type cmdFlags struct {
 	rw, dryRun, reverse bool
 	parent, output      string
 	input, sortKey      string
+	to, dataRoot, name  string // docker-switch
 }
 
 // call is one run of a command: common flags, its flags, its arguments.

@@ -9,7 +9,7 @@ import (
 )
 
 // commandOrder is how help lists the commands.
-var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "demo"}
+var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "demo"}
 
 func (c command) order() int {
 	for i, n := range commandOrder {
@@ -40,6 +40,8 @@ func commands() map[string]command {
 			help: "Checks the pool's state (needs_check, read-only, out of space), an interrupted\ntransaction, the base device's UUID, every DevInfo file, and the thin devices the pool\nholds against those the DevInfo files name. Each problem says what to do. Read-only."},
 		{name: "gc", args: "[--dry-run]", summary: "delete thin devices no layer names; finish deferred deletions", flags: gcFlags, run: runGC,
 			help: "Settles an interrupted transaction, finishes pending deferred deletions and deletes the\npool's thin devices that no layer names (what a crash can leave). --dry-run only says\nwhat it would do. Needs the home to itself."},
+		{name: "docker-switch", args: "--to plugin|builtin [--data-root DIR] [--name NAME] [--dry-run]", summary: "move a stopped Docker between its devicemapper driver and the thinlayer plugin", flags: switchFlags, run: runDockerSwitch,
+			help: "Moves a stopped Docker's images and containers from its built-in devicemapper driver\n(Docker ≤ 24) to the thinlayer-docker-plugin (--to plugin), or back (--to builtin):\nrenames <data-root>/image/devicemapper to image/NAME and rewrites each container's\nconfig.v2.json Driver, or the reverse. The layers stay in <data-root>/devicemapper, which\nthe plugin serves. Refuses while dockerd runs. Safe to run again after an interruption.\n--data-root defaults to /var/lib/docker, --name (the plugin's) to thinlayer; --home is\nnot used."},
 		{name: "demo", summary: "a tour in a throwaway home (boots User-Mode Linux if needed)", flags: noFlags, run: runDemo, nargs: 0,
 			help: "Makes a small loop-backed home in a temporary directory and walks through the commands:\nimport a generated root filesystem, snapshot it, mount and change it, ls, status, the\nchanges and diff size, export the diff, remove everything, check. --home is ignored."},
 	}
@@ -69,6 +71,31 @@ func exportFlags(fs *flag.FlagSet) *cmdFlags {
 	fs.StringVar(&f.output, "o", "", "")
 	fs.StringVar(&f.output, "output", "", "")
 	return f
+}
+
+func switchFlags(fs *flag.FlagSet) *cmdFlags {
+	f := &cmdFlags{}
+	fs.StringVar(&f.to, "to", "", "")
+	fs.StringVar(&f.dataRoot, "data-root", DefaultDataRoot, "")
+	fs.StringVar(&f.name, "name", DefaultPluginName, "")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "")
+	return f
+}
+
+func runDockerSwitch(c *call) error {
+	from, to := DockerBuiltinDriver, c.flags.name
+	switch c.flags.to {
+	case "plugin":
+	case "builtin":
+		from, to = to, from
+	default:
+		return fmt.Errorf("%w: --to plugin or --to builtin", ErrUsage)
+	}
+	r, err := DockerSwitch(c.flags.dataRoot, from, to, c.flags.dryRun)
+	if err != nil {
+		return err
+	}
+	return c.output(r)
 }
 
 func importFlags(fs *flag.FlagSet) *cmdFlags {

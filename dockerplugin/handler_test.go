@@ -41,7 +41,7 @@ func (f *fakeDriver) Get(id, label string) (string, error) {
 	return "/mnt/" + id + "/rootfs", nil
 }
 func (f *fakeDriver) Exists(id string) bool { return id == "there" }
-func (f *fakeDriver) Status() [][2]string  { return [][2]string{{"Pool Name", "p"}} }
+func (f *fakeDriver) Status() [][2]string   { return [][2]string{{"Pool Name", "p"}} }
 func (f *fakeDriver) Changes(id, parent string) ([]graphdriver.Change, error) {
 	return []graphdriver.Change{{Path: "/a", Kind: graphdriver.ChangeAdd}, {Path: "/b", Kind: graphdriver.ChangeDelete}}, nil
 }

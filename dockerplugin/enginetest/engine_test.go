@@ -62,16 +62,24 @@ func requireEngine(t *testing.T) (docker string, busybox []byte) {
 }
 
 // isDynamic: an ELF with a PT_INTERP names a dynamic loader.
-func isDynamic(elf []byte) bool { return bytes.Contains(elf[:min(len(elf), 4096)], []byte("/lib64/ld-linux")) }
+func isDynamic(elf []byte) bool {
+	return bytes.Contains(elf[:min(len(elf), 4096)], []byte("/lib64/ld-linux"))
+}
 
 func newEngine(t *testing.T, docker string) *engine {
+	e := newBareEngine(t, docker)
+	e.startPlugin(t)
+	e.startDockerd(t)
+	return e
+}
+
+// newBareEngine has containerd running, and neither plugin nor dockerd.
+func newBareEngine(t *testing.T, docker string) *engine {
 	dir := t.TempDir()
 	e := &engine{dir: dir, home: filepath.Join(dir, "home"), sock: filepath.Join(dir, "docker.sock"), docker: docker,
 		env: []string{"DOCKER_HOST=unix://" + filepath.Join(dir, "docker.sock"), "DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
 	mountCgroup2(t)
 	e.startContainerd(t)
-	e.startPlugin(t)
-	e.startDockerd(t)
 	return e
 }
 
@@ -111,13 +119,20 @@ func (e *engine) startPlugin(t *testing.T) {
 	e.plugin.waitSocket(t, filepath.Join("/run/docker/plugins", pluginName+".sock"))
 }
 
-func (e *engine) startDockerd(t *testing.T) {
-	e.dockerd = start(t, "dockerd", filepath.Join(e.dir, "dockerd.log"), nil, "dockerd",
-		"--experimental", "--storage-driver", pluginName,
+func (e *engine) startDockerd(t *testing.T) { e.startDockerdOn(t, pluginName) }
+
+// startDockerdOn starts dockerd on a storage driver: the plugin's name, or
+// "devicemapper" and its options (Docker's own driver).
+func (e *engine) startDockerdOn(t *testing.T, driver string, storageOpts ...string) {
+	args := []string{"--experimental", "--storage-driver", driver}
+	for _, o := range storageOpts {
+		args = append(args, "--storage-opt", o)
+	}
+	e.dockerd = start(t, "dockerd", filepath.Join(e.dir, "dockerd.log"), nil, "dockerd", append(args,
 		"--data-root", filepath.Join(e.dir, "data"), "--exec-root", filepath.Join(e.dir, "exec"),
 		"-H", "unix://"+e.sock, "--pidfile", filepath.Join(e.dir, "dockerd.pid"),
 		"--containerd", filepath.Join(e.dir, "containerd", "c.sock"),
-		"--iptables=false", "--ip-masq=false", "--bridge=none", "--userland-proxy=false")
+		"--iptables=false", "--ip-masq=false", "--bridge=none", "--userland-proxy=false")...)
 	e.dockerd.waitSocket(t, e.sock)
 	e.mustDocker(t, "version") // the API answers, not only the socket
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	units "github.com/docker/go-units"
-	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
 )
@@ -61,14 +60,11 @@ func (ds *DeviceSet) checkNewLayer(hash, baseHash string) error {
 		return fmt.Errorf("%w: empty", ErrInvalidHash)
 	case hash == baseHash:
 		return fmt.Errorf("%w: parent is the layer itself", ErrInvalidHash)
-	case len(ds.deviceName(hash)) >= unix.DM_NAME_LEN:
-		return fmt.Errorf("%w: device name %s... would be longer than device-mapper's %d bytes",
-			ErrInvalidHash, ds.deviceName(hash)[:40], unix.DM_NAME_LEN-1)
 	}
-	if err := CheckHash(hash); err != nil {
+	if err := ds.CheckLayerID(hash); err != nil {
 		return err
 	}
-	if err := CheckHash(baseHash); err != nil {
+	if err := ds.CheckLayerID(baseHash); err != nil {
 		return fmt.Errorf("parent: %w", err)
 	}
 	return nil

@@ -35,6 +35,9 @@ func (ds *DeviceSet) ActivateDevice(hash string) (dev, fsType string, err error)
 // DeactivateDevice removes the layer's thin device if it is active (with
 // deferred removal, at its last close when it is still open).
 func (ds *DeviceSet) DeactivateDevice(hash string) error {
+	if err := ds.CheckLayerID(hash); err != nil {
+		return err
+	}
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
 	if err := ds.deactivate(hash); err != nil {

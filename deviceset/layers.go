@@ -130,11 +130,11 @@ func parseStorageOpt(opts map[string]string) (uint64, error) {
 		if strings.ToLower(k) != "size" {
 			return 0, fmt.Errorf("unknown storage option %q", k)
 		}
-		n, err := units.RAMInBytes(v)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("storage option size: invalid size %q", v)
+		n, err := deviceSize(v)
+		if err != nil {
+			return 0, fmt.Errorf("storage option size: %w", err)
 		}
-		size = uint64(n)
+		size = n
 	}
 	return size, nil
 }

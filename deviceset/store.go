@@ -21,6 +21,9 @@ const (
 	transactionFile = "transaction-metadata"
 	deviceSetFile   = "deviceset-metadata"
 	baseFileName    = "base" // the base device's hash is ""
+	// baseGrowFile is the base grow's intent (growRecord); the leading
+	// dot keeps it out of listDevices, as out of Moby's walk.
+	baseGrowFile = ".grow-base"
 )
 
 // DevInfo is one layer's record: <home>/metadata/<hash>.
@@ -46,6 +49,14 @@ type transaction struct {
 	OpenTransactionID uint64 `json:"open_transaction_id"`
 	DeviceIDHash      string `json:"device_hash"`
 	DeviceID          int    `json:"device_id"`
+}
+
+// growRecord is the intent record of a base device grow, written before
+// the base's DevInfo changes and removed once the grow is done or undone
+// (see grow.go).
+type growRecord struct {
+	From uint64 `json:"from"` // bytes
+	To   uint64 `json:"to"`
 }
 
 // setMetadata is the home-wide record Moby writes from its DeviceSet.
@@ -282,6 +293,23 @@ func (s store) removeTransaction() error {
 		return nil
 	}
 	return err
+}
+
+// loadBaseGrow reads the base grow's intent record, if there is one.
+func (s store) loadBaseGrow() (growRecord, bool, error) {
+	var g growRecord
+	ok, err := s.readJSON(baseGrowFile, &g)
+	return g, ok, err
+}
+
+func (s store) saveBaseGrow(g growRecord) error { return s.writeJSON(baseGrowFile, g) }
+
+func (s store) removeBaseGrow() error {
+	err := unix.Unlink(s.path(baseGrowFile))
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "unlink", Path: s.path(baseGrowFile), Err: err}
+	}
+	return syncDir(s.dir)
 }
 
 // loadSetMetadata reads the home-wide record. A damaged one (it is written

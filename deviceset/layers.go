@@ -238,14 +238,8 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 // since a live pool's block size cannot change (an existing pool's may not
 // be dm.blocksize).
 func (ds *DeviceSet) poolBlockBytes() uint64 {
-	if b := ds.blockBytes.Load(); b != 0 {
+	if b, err := ds.dataBlockBytes(); err == nil {
 		return b
-	}
-	if t, err := ds.dm.Table(ds.pool.name); err == nil && len(t) == 1 {
-		if p, err := dm.ParseThinPool(t[0].Params); err == nil {
-			ds.blockBytes.Store(p.DataBlockSize.Bytes())
-			return p.DataBlockSize.Bytes()
-		}
 	}
 	return uint64(ds.cfg.BlockSize)
 }

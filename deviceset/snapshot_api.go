@@ -63,15 +63,11 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q (thin id %d): %w", hash, info.DeviceID, err)
 	}
-	table, err := ds.dm.Table(ds.pool.name)
-	if err != nil || len(table) != 1 {
-		return 0, fmt.Errorf("usage of layer %q: table of pool %s: %w", hash, ds.pool.name, err)
-	}
-	p, err := dm.ParseThinPool(table[0].Params)
+	blockBytes, err := ds.dataBlockBytes()
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q: %w", hash, err)
 	}
-	return blocks * p.DataBlockSize.Bytes(), nil
+	return blocks * blockBytes, nil
 }
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's

@@ -34,6 +34,13 @@ func (ds *DeviceSet) CheckLayerID(hash string) error {
 		return fmt.Errorf("%w: %q: its device name would be %d bytes long, device-mapper's limit is %d",
 			ErrInvalidHash, hash, len(name), unix.DM_NAME_LEN-1)
 	}
+	if strings.IndexByte(hash, '\\') >= 0 {
+		// udev names /dev/mapper links by libdevmapper's mangling, which
+		// writes what is outside its whitelist as \xNN and takes a name
+		// holding \xNN as mangled already: "a b" and `a\x20b` would share
+		// one link. Without backslashes, mangled names stay distinct.
+		return fmt.Errorf("%w: %q: a backslash in a layer id", ErrInvalidHash, hash)
+	}
 	if what, owned := ds.ownedName(name); owned {
 		return fmt.Errorf("%w: %q: its device-mapper name %s is the home's %s", ErrInvalidHash, hash, name, what)
 	}

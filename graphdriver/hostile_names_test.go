@@ -26,7 +26,8 @@ func TestHostileDeviceNames(t *testing.T) {
 	mustCreate(t, d, "keep", "")
 	writeFile(t, get(t, d, "keep")+"/data", "precious", 0o644, 0, 0)
 	put(t, d, "keep")
-	ids := []string{"pool", "base", "pool_tdata", "pool_tmeta", "pool-tpool"}
+	// `a\x20b`: udev's /dev/mapper link of "a b" (libdevmapper mangling).
+	ids := []string{"pool", "base", "pool_tdata", "pool_tmeta", "pool-tpool", `a\x20b`}
 	for _, id := range ids {
 		refuseEverywhere(t, d, id)
 	}

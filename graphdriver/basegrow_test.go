@@ -96,3 +96,50 @@ func checkBaseSize(t *testing.T, d gd.Driver, size uint64) {
 		t.Errorf("Base Device Size %s, want %d bytes", row, size)
 	}
 }
+
+// A base grow a crash interrupted, as a kill inside the resize leaves the
+// home: the intent record (128 MB to 256 MB), the base's DevInfo already
+// at 256 MB, the grow mark, the filesystem still at 128 MB. Init with the
+// old dm.basesize undoes it; with the new one, finishes it.
+func TestBaseGrowInterrupted(t *testing.T) {
+	for _, c := range []struct {
+		openWith string
+		want     uint64
+	}{{"128MB", 128 << 20}, {"256MB", 256 << 20}} {
+		t.Run(c.openWith, func(t *testing.T) {
+			home := t.TempDir()
+			opts := func(size string) []string { return walkOptions("dm.basesize=" + size) }
+			d := newDriver(t, home, opts("128MB"))
+			must(t, d.Cleanup())
+			rec := `{"from":134217728,"to":268435456}`
+			must(t, os.WriteFile(filepath.Join(home, "metadata", ".grow-base"), []byte(rec), 0o600))
+			setBaseDevInfoSize(t, home, 256<<20)
+			must(t, os.MkdirAll(filepath.Join(home, "mnt", ".grow-base"), 0o700))
+
+			d = newDriver(t, home, opts(c.openWith))
+			checkBaseSize(t, d, c.want)
+			must(t, d.Cleanup())
+			if got := baseDevInfoSize(t, home); got != c.want {
+				t.Errorf("base DevInfo: %d bytes, want %d", got, c.want)
+			}
+			for _, left := range []string{"metadata/.grow-base", "mnt/.grow-base"} {
+				if _, err := os.Lstat(filepath.Join(home, left)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s left: %v", left, err)
+				}
+			}
+		})
+	}
+}
+
+func setBaseDevInfoSize(t *testing.T, home string, size uint64) {
+	t.Helper()
+	p := filepath.Join(home, "metadata", "base")
+	b, err := os.ReadFile(p)
+	must(t, err)
+	var m map[string]any
+	must(t, json.Unmarshal(b, &m))
+	m["size"] = size
+	b, err = json.Marshal(m)
+	must(t, err)
+	must(t, os.WriteFile(p, b, 0o600))
+}

@@ -271,6 +271,8 @@ func (c Config) checkSizes() error {
 	return errors.Join(
 		// Moby has no minimum; no filesystem fits in less.
 		cfgProblem(c.BaseSize < cfgMinBaseSize, "dm.basesize: %d bytes is below the 1MiB minimum", c.BaseSize),
+		// A DevInfo cannot hold more (checkDeviceSize): the home would not open again.
+		cfgProblem(c.BaseSize > maxDeviceSize, "dm.basesize: %d bytes is above the %d maximum", c.BaseSize, uint64(maxDeviceSize)),
 		// Moby has no minimum; a smaller pool cannot hold a base device.
 		cfgProblem(c.LoopDataSize < cfgMinLoopDataSize, "dm.loopdatasize: %d bytes is below the 64MiB minimum", c.LoopDataSize),
 		// A pool needs at least one data block.

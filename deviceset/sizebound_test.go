@@ -56,6 +56,19 @@ func decodes(size uint64) bool {
 	return err == nil
 }
 
+// A Config made by hand (not parsed) is held to the same bound.
+func TestValidateBaseSizeBound(t *testing.T) {
+	c := DefaultConfig()
+	c.BaseSize = maxDeviceSize + 1
+	if err := c.Validate(); err == nil {
+		t.Errorf("Validate of a base size of %d: nil", c.BaseSize)
+	}
+	c.BaseSize = maxDeviceSize
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate at the bound: %v", err)
+	}
+}
+
 // The store writes no DevInfo it would refuse to read.
 func TestSaveDeviceRefusesUnreadable(t *testing.T) {
 	s := store{dir: filepath.Join(t.TempDir(), "metadata")}

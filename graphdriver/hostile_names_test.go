@@ -65,6 +65,11 @@ func TestHostileDeviceNamesOnDisk(t *testing.T) {
 	must(t, d.Cleanup())
 	b, err := os.ReadFile(filepath.Join(home, "metadata", "other"))
 	must(t, err)
+	var planted map[string]any
+	must(t, json.Unmarshal(b, &planted))
+	planted["deleted"] = true // the deferred deletion worker must leave it too
+	b, err = json.Marshal(planted)
+	must(t, err)
 	must(t, os.WriteFile(filepath.Join(home, "metadata", "pool"), b, 0o600))
 	tx, err := json.Marshal(map[string]any{"open_transaction_id": poolTx + 1, "device_hash": "pool", "device_id": keepID + 100})
 	must(t, err)

@@ -292,6 +292,9 @@ func mountType(probed string) string {
 // does, and leaves the layer's device active in the idle set (or
 // deactivates it: with the set off, or when it is open elsewhere).
 func (ds *DeviceSet) UnmountDevice(hash, path string) error {
+	if err := ds.CheckLayerID(hash); err != nil {
+		return err
+	}
 	evicted, err := ds.unmountDevice(hash, path)
 	ds.evictIdle(evicted) // after letting go of hash's lock: no lock order to keep
 	return err
@@ -348,7 +351,7 @@ func (ds *DeviceSet) deactivateAll() error {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, d := range devs {
-		if d.Name != ds.pool.name && len(d.Name) > len(ds.prefix) && d.Name[:len(ds.prefix)+1] == ds.prefix+"-" {
+		if ds.isLayerDevice(d.Name) {
 			// Waiting for udev here (ctl): Shutdown is rare, and a home
 			// shut down should leave no /dev/mapper link behind.
 			if err := ds.ctl.Remove(d.Name, udevFlags); err != nil && !errors.Is(err, dm.ErrNotFound) {

@@ -33,6 +33,9 @@ func (ds *DeviceSet) setupBase() error {
 		if err := ds.verifyBase(info); err != nil {
 			return err
 		}
+		if err := ds.settleBaseGrow(info); err != nil {
+			return err
+		}
 		return ds.growBase(info)
 	}
 	if err == nil {
@@ -53,6 +56,9 @@ func (ds *DeviceSet) setupBase() error {
 		if err := ds.checkPoolEmpty(); err != nil {
 			return err
 		}
+	}
+	if err := ds.store.removeBaseGrow(); err != nil { // an old base's
+		return err
 	}
 	return ds.createBase()
 }
@@ -154,7 +160,8 @@ func (ds *DeviceSet) verifyBase(info *DevInfo) error {
 	return ds.store.saveSetMetadata(ds.meta)
 }
 
-// growBase grows the base device to a larger dm.basesize; it never shrinks.
+// growBase grows the base device to a larger dm.basesize; it never
+// shrinks. The intent record comes first (see runBaseGrow).
 func (ds *DeviceSet) growBase(info *DevInfo) error {
 	if !ds.cfg.BaseSizeSet || ds.cfg.BaseSize == info.Size {
 		return nil
@@ -166,15 +173,9 @@ func (ds *DeviceSet) growBase(info *DevInfo) error {
 	if err := faultPoint("basesize.grow"); err != nil {
 		return err
 	}
-	if err := ds.markGrow(""); err != nil {
-		return err
+	g := growRecord{From: info.Size, To: ds.cfg.BaseSize}
+	if err := ds.store.saveBaseGrow(g); err != nil {
+		return fmt.Errorf("grow base device: %w", err)
 	}
-	old := info.Size
-	info.Size = ds.cfg.BaseSize
-	if err := ds.store.saveDevice(info); err != nil {
-		info.Size = old
-		ds.unmarkGrow("")
-		return err
-	}
-	return ds.growFS(info)
+	return ds.runBaseGrow(info, g)
 }

@@ -10,6 +10,7 @@ import (
 
 	units "github.com/docker/go-units"
 
+	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/fsutil"
 )
 
@@ -28,6 +29,34 @@ const (
 	cfgMinLoopDataSize         = 64 * 1024 * 1024
 	cfgMinLoopMetadataSize     = 2 * 1024 * 1024
 )
+
+// maxDeviceSize is the largest size of a layer's device, in bytes: the one
+// bound for every size that comes in (dm.basesize, the size storage
+// option) and every size read back (a DevInfo), so that a home made with a
+// size opens again. 2^62 bytes (2^53 sectors) keeps sums of sizes and
+// sector arithmetic, ours and the kernel's, clear of overflow.
+const maxDeviceSize = 1 << 62
+
+// checkDeviceSize reports whether size bytes can be a layer's device size.
+func checkDeviceSize(size uint64) error {
+	if size < dm.SectorSize || size > maxDeviceSize {
+		return fmt.Errorf("size %d out of range %d..%d", size, dm.SectorSize, uint64(maxDeviceSize))
+	}
+	return nil
+}
+
+// deviceSize parses a device size option as Moby does, within
+// checkDeviceSize's bound.
+func deviceSize(v string) (uint64, error) {
+	n, err := optSize(v)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkDeviceSize(uint64(n)); err != nil {
+		return 0, fmt.Errorf("%q: %w", v, err)
+	}
+	return uint64(n), nil
+}
 
 // DirectLVMConfig is the dm.directlvm_device and dm.thinp_* options. Its JSON
 // form matches Moby's <home>/setup-config.json, which omits the force flag.
@@ -112,9 +141,9 @@ type optionSetter func(c *Config, val string) error
 // dmOptionSetters maps each lower-case option name to its parser.
 var dmOptionSetters = map[string]optionSetter{
 	"dm.basesize": func(c *Config, v string) error {
-		n, err := optSize(v)
+		n, err := deviceSize(v)
 		if err == nil {
-			c.BaseSize, c.BaseSizeSet = uint64(n), true
+			c.BaseSize, c.BaseSizeSet = n, true
 		}
 		return err
 	},
@@ -243,6 +272,8 @@ func (c Config) checkSizes() error {
 	return errors.Join(
 		// Moby has no minimum; no filesystem fits in less.
 		cfgProblem(c.BaseSize < cfgMinBaseSize, "dm.basesize: %d bytes is below the 1MiB minimum", c.BaseSize),
+		// A DevInfo cannot hold more (checkDeviceSize): the home would not open again.
+		cfgProblem(c.BaseSize > maxDeviceSize, "dm.basesize: %d bytes is above the %d maximum", c.BaseSize, uint64(maxDeviceSize)),
 		// Moby has no minimum; a smaller pool cannot hold a base device.
 		cfgProblem(c.LoopDataSize < cfgMinLoopDataSize, "dm.loopdatasize: %d bytes is below the 64MiB minimum", c.LoopDataSize),
 		// A pool needs at least one data block.

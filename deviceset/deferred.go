@@ -164,6 +164,9 @@ func (ds *DeviceSet) markedDeleted() []string {
 	}
 	var marked []string
 	for _, h := range hashes {
+		if ds.CheckLayerID(h) != nil { // a name no layer can have: never deletable
+			continue
+		}
 		if info, err := ds.store.loadDevice(h); err == nil && info.Deleted {
 			marked = append(marked, h)
 		}

@@ -231,6 +231,9 @@ func (ds *DeviceSet) initMetadata() error {
 // lookup returns the layer's DevInfo, reading it on first use. The caller
 // holds the layer's lock, so the file does not change underneath.
 func (ds *DeviceSet) lookup(hash string) (*DevInfo, error) {
+	if err := ds.CheckLayerID(hash); err != nil {
+		return nil, err
+	}
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	if info := ds.devices[hash]; info != nil {
@@ -294,6 +297,9 @@ func (ds *DeviceSet) sharedThinID(info *DevInfo) (string, bool) {
 // HasDevice reports whether the layer has a DevInfo (deleted ones included,
 // as Moby's does).
 func (ds *DeviceSet) HasDevice(hash string) bool {
+	if ds.CheckLayerID(hash) != nil {
+		return false
+	}
 	ds.mu.Lock()
 	_, ok := ds.devices[hash]
 	ds.mu.Unlock()

@@ -90,7 +90,7 @@ func (s lvmSetup) normalized() lvmSetup {
 // readLVMSetup is Moby's readLVMConfig: a missing or empty file is no setup.
 func readLVMSetup(home string) (lvmSetup, error) {
 	var s lvmSetup
-	b, err := os.ReadFile(filepath.Join(home, lvmSetupFile))
+	b, err := readSmall(filepath.Join(home, lvmSetupFile))
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(b) == 0) {
 		return s, nil
 	}

@@ -109,3 +109,100 @@ func (ds *DeviceSet) finishGrow(hash string) error {
 	ds.log.WithField("hash", hash).Info("finishing interrupted filesystem grow")
 	return ds.growFS(info)
 }
+
+// A larger dm.basesize grows the base device, whose filesystem every new
+// layer starts from. The grow is an intent record (<home>/metadata/
+// .grow-base: from and to) and three steps: the DevInfo takes the new size
+// (first, so the device is never smaller than its filesystem), the
+// filesystem grows, the record goes. A failure puts the DevInfo back at the
+// old size when the filesystem did not grow past it; otherwise, and after a
+// crash, the next start finds the record and finishes the grow — or undoes
+// it, when dm.basesize now asks for less and the filesystem allows.
+
+// runBaseGrow grows the base device as g records, or undoes it on failure.
+// Called with the base's layer lock held.
+func (ds *DeviceSet) runBaseGrow(info *DevInfo, g growRecord) error {
+	err := ds.growBaseTo(info, g.To)
+	if err == nil {
+		return ds.store.removeBaseGrow()
+	}
+	if uerr := ds.undoBaseGrow(info, g); uerr != nil {
+		return fmt.Errorf("grow base device from %d to %d bytes: %w (not undone: %v; the next start finishes it)", g.From, g.To, err, uerr)
+	}
+	return fmt.Errorf("grow base device from %d to %d bytes: %w (undone: the base device stays at %d bytes)", g.From, g.To, err, g.From)
+}
+
+func (ds *DeviceSet) growBaseTo(info *DevInfo, size uint64) error {
+	if err := ds.markGrow(""); err != nil {
+		return err
+	}
+	old := info.Size
+	info.Size = size
+	if err := ds.store.saveDevice(info); err != nil {
+		info.Size = old
+		return err
+	}
+	return ds.growFS(info)
+}
+
+// undoBaseGrow puts the base device back at g.From, unless its filesystem
+// (read from the superblock, at the size the DevInfo has now) is larger.
+func (ds *DeviceSet) undoBaseGrow(info *DevInfo, g growRecord) error {
+	dev, err := ds.activate(info)
+	if err != nil {
+		return err
+	}
+	n, err := fsBytes(dev)
+	if derr := ds.deactivate(""); err == nil {
+		err = derr
+	}
+	if err != nil {
+		return err
+	}
+	if n > g.From {
+		return fmt.Errorf("its filesystem has %d bytes already", n)
+	}
+	old := info.Size
+	info.Size = g.From
+	if err := ds.store.saveDevice(info); err != nil {
+		info.Size = old
+		return err
+	}
+	ds.unmarkGrow("")
+	return ds.store.removeBaseGrow()
+}
+
+// settleBaseGrow deals with a base grow a crash or a failure left (Open,
+// before growBase): undone when dm.basesize now asks for less than its
+// target and the filesystem allows, finished otherwise. A record that
+// does not fit the base's DevInfo is not this package's: ignored.
+func (ds *DeviceSet) settleBaseGrow(info *DevInfo) error {
+	g, ok, err := ds.store.loadBaseGrow()
+	if err == nil && ok && !g.fits(info.Size) {
+		err = fmt.Errorf("%w: %s: from %d to %d bytes, but the base device has %d", ErrCorruptMetadata,
+			ds.store.path(baseGrowFile), g.From, g.To, info.Size)
+	}
+	if err != nil {
+		ds.log.WithError(err).Error("base grow record ignored")
+		return ds.store.removeBaseGrow()
+	}
+	if !ok {
+		return nil
+	}
+	if ds.cfg.BaseSizeSet && ds.cfg.BaseSize < g.To {
+		uerr := ds.undoBaseGrow(info, g)
+		if uerr == nil {
+			ds.log.WithField("size", g.From).Info("undid interrupted base device grow")
+			return nil
+		}
+		ds.log.WithError(uerr).Warn("interrupted base device grow cannot be undone; finishing it")
+	}
+	ds.log.WithField("size", g.To).Info("finishing interrupted base device grow")
+	return ds.runBaseGrow(info, g)
+}
+
+// fits reports whether g is a grow of a device now of size bytes.
+func (g growRecord) fits(size uint64) bool {
+	return checkDeviceSize(g.From) == nil && checkDeviceSize(g.To) == nil && g.From < g.To &&
+		(size == g.From || size == g.To)
+}

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	units "github.com/docker/go-units"
-	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
 )
@@ -61,14 +60,11 @@ func (ds *DeviceSet) checkNewLayer(hash, baseHash string) error {
 		return fmt.Errorf("%w: empty", ErrInvalidHash)
 	case hash == baseHash:
 		return fmt.Errorf("%w: parent is the layer itself", ErrInvalidHash)
-	case len(ds.deviceName(hash)) >= unix.DM_NAME_LEN:
-		return fmt.Errorf("%w: device name %s... would be longer than device-mapper's %d bytes",
-			ErrInvalidHash, ds.deviceName(hash)[:40], unix.DM_NAME_LEN-1)
 	}
-	if err := CheckHash(hash); err != nil {
+	if err := ds.CheckLayerID(hash); err != nil {
 		return err
 	}
-	if err := CheckHash(baseHash); err != nil {
+	if err := ds.CheckLayerID(baseHash); err != nil {
 		return fmt.Errorf("parent: %w", err)
 	}
 	return nil
@@ -134,11 +130,11 @@ func parseStorageOpt(opts map[string]string) (uint64, error) {
 		if strings.ToLower(k) != "size" {
 			return 0, fmt.Errorf("unknown storage option %q", k)
 		}
-		n, err := units.RAMInBytes(v)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("storage option size: invalid size %q", v)
+		n, err := deviceSize(v)
+		if err != nil {
+			return 0, fmt.Errorf("storage option size: %w", err)
 		}
-		size = uint64(n)
+		size = n
 	}
 	return size, nil
 }
@@ -263,14 +259,8 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 // since a live pool's block size cannot change (an existing pool's may not
 // be dm.blocksize).
 func (ds *DeviceSet) poolBlockBytes() uint64 {
-	if b := ds.blockBytes.Load(); b != 0 {
+	if b, err := ds.dataBlockBytes(); err == nil {
 		return b
-	}
-	if t, err := ds.dm.Table(ds.pool.name); err == nil && len(t) == 1 {
-		if p, err := dm.ParseThinPool(t[0].Params); err == nil {
-			ds.blockBytes.Store(p.DataBlockSize.Bytes())
-			return p.DataBlockSize.Bytes()
-		}
 	}
 	return uint64(ds.cfg.BlockSize)
 }

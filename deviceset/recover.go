@@ -3,7 +3,6 @@ package deviceset
 import (
 	"errors"
 	"sort"
-	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -23,7 +22,7 @@ func (ds *DeviceSet) recoverDevices() {
 		ds.log.WithError(err).Warn("list devices to recover")
 	}
 	for _, d := range devs {
-		if d.Name != ds.pool.name && strings.HasPrefix(d.Name, ds.prefix+"-") {
+		if ds.isLayerDevice(d.Name) {
 			ds.recoverDevice(d.Name)
 		}
 	}

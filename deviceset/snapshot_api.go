@@ -35,6 +35,9 @@ func (ds *DeviceSet) ActivateDevice(hash string) (dev, fsType string, err error)
 // DeactivateDevice removes the layer's thin device if it is active (with
 // deferred removal, at its last close when it is still open).
 func (ds *DeviceSet) DeactivateDevice(hash string) error {
+	if err := ds.CheckLayerID(hash); err != nil {
+		return err
+	}
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
 	if err := ds.deactivate(hash); err != nil {
@@ -60,15 +63,11 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q (thin id %d): %w", hash, info.DeviceID, err)
 	}
-	table, err := ds.dm.Table(ds.pool.name)
-	if err != nil || len(table) != 1 {
-		return 0, fmt.Errorf("usage of layer %q: table of pool %s: %w", hash, ds.pool.name, err)
-	}
-	p, err := dm.ParseThinPool(table[0].Params)
+	blockBytes, err := ds.dataBlockBytes()
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q: %w", hash, err)
 	}
-	return blocks * p.DataBlockSize.Bytes(), nil
+	return blocks * blockBytes, nil
 }
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's

@@ -53,7 +53,7 @@ func (ds *DeviceSet) Status() (Status, error) {
 	if base, err := ds.Info(""); err == nil {
 		s.BaseDeviceSize = base.Size
 	}
-	table, err := ds.dm.Table(ds.pool.name)
+	blockBytes, err := ds.dataBlockBytes()
 	if err != nil {
 		return s, err
 	}
@@ -65,12 +65,47 @@ func (ds *DeviceSet) Status() (Status, error) {
 	if st.Mode == dm.PoolModeFail || st.TotalDataBlocks == 0 {
 		return s, fmt.Errorf("thin pool %s has failed", ds.pool.name)
 	}
-	blockBytes := uint64(table[0].Length) * dm.SectorSize / uint64(st.TotalDataBlocks)
 	s.PoolBlockSize = blockBytes
 	s.Data = space(uint64(st.UsedDataBlocks)*blockBytes, uint64(st.TotalDataBlocks)*blockBytes, ds.pool.dataFile)
 	s.Metadata = space(uint64(st.UsedMetaBlocks)*dm.MetaBlockSize, uint64(st.TotalMetaBlocks)*dm.MetaBlockSize, ds.pool.metadataFile)
 	s.MinFreeSpace = uint64(st.TotalDataBlocks) * uint64(ds.cfg.MinFreeSpacePercent) / 100 * blockBytes
 	return s, nil
+}
+
+// dataBlockBytes is the pool's data block size, read from its table once:
+// a live pool's cannot change. (Not the table's length over the pool's
+// block count: a data device need not be a whole number of blocks.)
+func (ds *DeviceSet) dataBlockBytes() (uint64, error) {
+	if b := ds.blockBytes.Load(); b != 0 {
+		return b, nil
+	}
+	table, err := ds.dm.Table(ds.pool.name)
+	if err != nil {
+		return 0, fmt.Errorf("table of pool %s: %w", ds.pool.name, err)
+	}
+	b, err := poolTableBlockBytes(ds.pool.name, table)
+	if err != nil {
+		return 0, err
+	}
+	ds.blockBytes.Store(b)
+	return b, nil
+}
+
+// poolTableBlockBytes is the data block size in a pool's table, which
+// must be a single thin-pool line.
+func poolTableBlockBytes(name string, table []dm.TableLine) (uint64, error) {
+	if len(table) != 1 || table[0].Type != dm.TypeThinPool {
+		types := make([]string, len(table))
+		for i, l := range table {
+			types[i] = l.Type
+		}
+		return 0, fmt.Errorf("table of pool %s has %d targets %v, want one thin-pool", name, len(table), types)
+	}
+	p, err := dm.ParseThinPool(table[0].Params)
+	if err != nil {
+		return 0, fmt.Errorf("table of pool %s: %w", name, err)
+	}
+	return p.DataBlockSize.Bytes(), nil
 }
 
 // space caps what is available by what the filesystem under a loopback

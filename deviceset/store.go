@@ -13,8 +13,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
-
-	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // The files under <home>/metadata are Moby's, byte for byte in meaning, so
@@ -23,6 +21,9 @@ const (
 	transactionFile = "transaction-metadata"
 	deviceSetFile   = "deviceset-metadata"
 	baseFileName    = "base" // the base device's hash is ""
+	// baseGrowFile is the base grow's intent (growRecord); the leading
+	// dot keeps it out of listDevices, as out of Moby's walk.
+	baseGrowFile = ".grow-base"
 )
 
 // DevInfo is one layer's record: <home>/metadata/<hash>.
@@ -48,6 +49,14 @@ type transaction struct {
 	OpenTransactionID uint64 `json:"open_transaction_id"`
 	DeviceIDHash      string `json:"device_hash"`
 	DeviceID          int    `json:"device_id"`
+}
+
+// growRecord is the intent record of a base device grow, written before
+// the base's DevInfo changes and removed once the grow is done or undone
+// (see grow.go).
+type growRecord struct {
+	From uint64 `json:"from"` // bytes
+	To   uint64 `json:"to"`
 }
 
 // setMetadata is the home-wide record Moby writes from its DeviceSet.
@@ -105,9 +114,9 @@ const maxRecordSize = 64 << 10
 // syscalls: an os.File costs two fcntls and an epoll_ctl more, on a path
 // every create, delete and first mount takes.
 func readSmall(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openRecord(path)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
 	b := make([]byte, 1024)
@@ -129,6 +138,38 @@ func readSmall(path string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptMetadata, path, maxRecordSize)
 }
 
+// openRecord opens one of the home's record files for reading, under the
+// one rule every reader of them follows: a regular file, or
+// ErrCorruptMetadata. A link is not followed (O_NOFOLLOW: where it points
+// is not the home's), a FIFO does not hang the open (O_NONBLOCK), and
+// whatever did open must be a regular file. A missing file is
+// os.ErrNotExist.
+func openRecord(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	switch {
+	case err == unix.ELOOP: // the file is a symlink
+		return -1, notRegular(path, "a symlink")
+	case err == unix.ENXIO: // a socket (or a device with no driver)
+		return -1, notRegular(path, "a socket or device")
+	case err != nil:
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, notRegular(path, fmt.Sprintf("mode %#o", st.Mode&unix.S_IFMT))
+	}
+	return fd, nil
+}
+
+func notRegular(path, what string) error {
+	return fmt.Errorf("%w: %s is not a regular file (%s)", ErrCorruptMetadata, path, what)
+}
+
 // decodeDevInfo parses and checks a DevInfo file's contents: JSON of the
 // right types, a thin id that fits in 24 bits, a non-zero size.
 func decodeDevInfo(hash string, b []byte) (*DevInfo, error) {
@@ -136,18 +177,23 @@ func decodeDevInfo(hash string, b []byte) (*DevInfo, error) {
 	if err := json.Unmarshal(b, info); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptMetadata, err)
 	}
-	if info.DeviceID < 0 || info.DeviceID > maxDeviceID {
-		return nil, fmt.Errorf("%w: device id %d out of range 0..%d", ErrCorruptMetadata, info.DeviceID, maxDeviceID)
-	}
-	if info.Size < dm.SectorSize || info.Size > maxDeviceSize {
-		return nil, fmt.Errorf("%w: size %d out of range %d..%d", ErrCorruptMetadata, info.Size, dm.SectorSize, uint64(maxDeviceSize))
+	if err := info.check(); err != nil {
+		return nil, err
 	}
 	return info, nil
 }
 
-// maxDeviceSize is the largest device a table can describe: 2^63 bytes
-// would overflow the kernel's sector arithmetic well before.
-const maxDeviceSize = 1 << 62
+// check applies decodeDevInfo's rules to a DevInfo about to be written:
+// nothing is written that would not be read back.
+func (info *DevInfo) check() error {
+	if info.DeviceID < 0 || info.DeviceID > maxDeviceID {
+		return fmt.Errorf("%w: device id %d out of range 0..%d", ErrCorruptMetadata, info.DeviceID, maxDeviceID)
+	}
+	if err := checkDeviceSize(info.Size); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptMetadata, err)
+	}
+	return nil
+}
 
 // ErrInvalidHash: a layer id that cannot name a DevInfo file in the home.
 var ErrInvalidHash = errors.New("invalid layer id")
@@ -183,6 +229,9 @@ func (s store) saveDevice(info *DevInfo) error {
 	if err := CheckHash(info.Hash); err != nil {
 		return err
 	}
+	if err := info.check(); err != nil {
+		return fmt.Errorf("write metadata of %q: %w", info.Hash, err)
+	}
 	return s.writeJSON(hashFile(info.Hash), info)
 }
 
@@ -206,7 +255,10 @@ func (s store) hasDevice(hash string) bool {
 	return err == nil
 }
 
-// listDevices returns every hash with a DevInfo file.
+// listDevices returns every hash with a DevInfo file — or with anything
+// else under a DevInfo's name: its loaders refuse what is not a regular
+// file (openRecord), but its name is listed, so that no caller takes a
+// thin id it may hold for free.
 func (s store) listDevices() ([]string, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -214,7 +266,7 @@ func (s store) listDevices() ([]string, error) {
 	}
 	var hashes []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && isDeviceFile(e.Name()) {
+		if isDeviceFile(e.Name()) {
 			h := e.Name()
 			if h == baseFileName {
 				h = ""
@@ -241,6 +293,23 @@ func (s store) removeTransaction() error {
 		return nil
 	}
 	return err
+}
+
+// loadBaseGrow reads the base grow's intent record, if there is one.
+func (s store) loadBaseGrow() (growRecord, bool, error) {
+	var g growRecord
+	ok, err := s.readJSON(baseGrowFile, &g)
+	return g, ok, err
+}
+
+func (s store) saveBaseGrow(g growRecord) error { return s.writeJSON(baseGrowFile, g) }
+
+func (s store) removeBaseGrow() error {
+	err := unix.Unlink(s.path(baseGrowFile))
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "unlink", Path: s.path(baseGrowFile), Err: err}
+	}
+	return syncDir(s.dir)
 }
 
 // loadSetMetadata reads the home-wide record. A damaged one (it is written

@@ -44,7 +44,7 @@ func (ds *DeviceSet) checkRecord(t transaction) error {
 	if t.DeviceID < 0 || t.DeviceID > maxDeviceID {
 		return fmt.Errorf("%w: %s: device id %d out of range", ErrCorruptMetadata, ds.store.path(transactionFile), t.DeviceID)
 	}
-	if err := CheckHash(t.DeviceIDHash); err != nil {
+	if err := ds.CheckLayerID(t.DeviceIDHash); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorruptMetadata, ds.store.path(transactionFile), err)
 	}
 	return nil

@@ -28,6 +28,7 @@ type layerStore interface {
 	MountDevice(hash, path, mountLabel string) error
 	UnmountDevice(hash, path string) error
 	HasDevice(hash string) bool
+	CheckLayerID(hash string) error
 	Metadata(hash string) (deviceset.DeviceMetadata, error)
 	Status() (deviceset.Status, error)
 	Shutdown() error
@@ -81,12 +82,13 @@ func supported() error {
 
 func (d *driver) String() string { return DriverName }
 
-// validID rejects ids that could not be a file name under the home.
-func validID(id string) error {
+// validID rejects ids that could not name a layer of this home: not a
+// file name under it, or a device-mapper name the home owns (its pool's).
+func (d *driver) validID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidID)
 	}
-	return deviceset.CheckHash(id)
+	return d.ds.CheckLayerID(id)
 }
 
 func (d *driver) CreateReadWrite(id, parent string, opts *CreateOpts) error {
@@ -94,11 +96,11 @@ func (d *driver) CreateReadWrite(id, parent string, opts *CreateOpts) error {
 }
 
 func (d *driver) Create(id, parent string, opts *CreateOpts) error {
-	if err := validID(id); err != nil {
+	if err := d.validID(id); err != nil {
 		return err
 	}
 	if parent != "" {
-		if err := validID(parent); err != nil {
+		if err := d.validID(parent); err != nil {
 			return fmt.Errorf("parent: %w", err)
 		}
 	}
@@ -115,7 +117,7 @@ func (d *driver) Create(id, parent string, opts *CreateOpts) error {
 // is. A mounted layer fails with an error matching unix.EBUSY (with
 // deferred deletion it is marked deleted instead).
 func (d *driver) Remove(id string) error {
-	if err := validID(id); err != nil {
+	if err := d.validID(id); err != nil {
 		return err
 	}
 	d.ids.Lock(id)
@@ -137,7 +139,7 @@ func (d *driver) mountPoint(id string) string { return filepath.Join(d.home, "mn
 // Get mounts the layer on its first call and returns <home>/mnt/<id>/rootfs;
 // nested calls only count.
 func (d *driver) Get(id, mountLabel string) (string, error) {
-	if err := validID(id); err != nil {
+	if err := d.validID(id); err != nil {
 		return "", err
 	}
 	d.ids.Lock(id)
@@ -222,7 +224,7 @@ func writeIDFile(path, id string) error {
 
 // Put drops one Get; the last unmounts and deactivates the layer.
 func (d *driver) Put(id string) error {
-	if err := validID(id); err != nil {
+	if err := d.validID(id); err != nil {
 		return err
 	}
 	d.ids.Lock(id)
@@ -263,11 +265,11 @@ func (d *driver) count(id string, delta int) int {
 }
 
 func (d *driver) Exists(id string) bool {
-	return validID(id) == nil && d.ds.HasDevice(id)
+	return d.validID(id) == nil && d.ds.HasDevice(id)
 }
 
 func (d *driver) GetMetadata(id string) (map[string]string, error) {
-	if err := validID(id); err != nil {
+	if err := d.validID(id); err != nil {
 		return nil, err
 	}
 	m, err := d.ds.Metadata(id)

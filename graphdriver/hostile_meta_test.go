@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
@@ -107,7 +109,11 @@ func metaCases() []metaCase {
 		{name: "devinfo-symlink-outside", breakIt: func(t *testing.T, h *metaHome) {
 			must(t, os.Remove(metaFile(h, "other")))
 			must(t, os.Symlink(filepath.Join(h.outside.dir, "sentinel"), metaFile(h, "other")))
-		}, check: costsOneLayer("invalid character")},
+		}, check: costsOneLayer("not a regular file")},
+		{name: "devinfo-fifo", breakIt: func(t *testing.T, h *metaHome) {
+			must(t, os.Remove(metaFile(h, "other")))
+			must(t, unix.Mkfifo(metaFile(h, "other"), 0o600))
+		}, check: costsOneLayer("not a regular file")},
 		{name: "devinfo-shared-id", breakIt: func(t *testing.T, h *metaHome) {
 			editMeta(t, h, "other", func(m map[string]any) { m["device_id"] = h.keepID })
 		}, check: sharedID},
@@ -120,6 +126,14 @@ func metaCases() []metaCase {
 		}, check: func(t *testing.T, h *metaHome, d gd.Driver) { keepWhole(t, h, d) }},
 		{name: "tx-far-future", breakIt: func(t *testing.T, h *metaHome) {
 			writeMeta(t, h, "transaction-metadata", fmt.Sprintf(`{"open_transaction_id":%d,"device_hash":"keep","device_id":%d}`, h.poolTx+100, h.keepID))
+		}, check: func(t *testing.T, h *metaHome, d gd.Driver) { keepWhole(t, h, d) }},
+		{name: "tx-fifo", breakIt: func(t *testing.T, h *metaHome) {
+			_ = os.Remove(metaFile(h, "transaction-metadata"))
+			must(t, unix.Mkfifo(metaFile(h, "transaction-metadata"), 0o600))
+		}, check: func(t *testing.T, h *metaHome, d gd.Driver) { keepWhole(t, h, d) }},
+		{name: "set-metadata-symlink", breakIt: func(t *testing.T, h *metaHome) {
+			must(t, os.Remove(metaFile(h, "deviceset-metadata")))
+			must(t, os.Symlink(filepath.Join(h.outside.dir, "sentinel"), metaFile(h, "deviceset-metadata")))
 		}, check: func(t *testing.T, h *metaHome, d gd.Driver) { keepWhole(t, h, d) }},
 		{name: "tx-not-json", breakIt: func(t *testing.T, h *metaHome) { writeMeta(t, h, "transaction-metadata", "{{{") },
 			check: func(t *testing.T, h *metaHome, d gd.Driver) { keepWhole(t, h, d) }},

@@ -142,7 +142,7 @@ func TestHostileOptions(t *testing.T) {
 		{[]string{"dm.nosuch=1"}, "dm.nosuch"}, {[]string{"noequals"}, "noequals"},
 		{[]string{"dm.basesize=lots"}, "dm.basesize"}, {[]string{"dm.basesize=-1"}, "dm.basesize"},
 		{[]string{"dm.basesize=10E"}, "dm.basesize"}, {[]string{"dm.basesize=99999999999999999999999"}, "dm.basesize"},
-		{[]string{"dm.basesize=1"}, "dm.basesize"}, {[]string{"dm.loopdatasize=0"}, "dm.loopdatasize"},
+		{[]string{"dm.basesize=1"}, "dm.basesize"}, {[]string{"dm.basesize=5000p"}, "dm.basesize"}, {[]string{"dm.loopdatasize=0"}, "dm.loopdatasize"},
 		{[]string{"dm.blocksize=1000"}, "dm.blocksize"}, {[]string{"dm.min_free_space=-5%"}, "dm.min_free_space"},
 		{[]string{"dm.min_free_space=150%"}, "dm.min_free_space"}, {[]string{"dm.min_free_space=abc%"}, "dm.min_free_space"},
 		{[]string{"dm.min_free_space=10"}, "dm.min_free_space"}, {[]string{"dm.thinp_percent=1000"}, "dm.thinp_percent"},

@@ -190,6 +190,8 @@ func (f *fakeStore) UnmountDevice(hash, path string) error {
 	return os.RemoveAll(path)
 }
 
+func (f *fakeStore) CheckLayerID(hash string) error { return deviceset.CheckHash(hash) }
+
 func (f *fakeStore) HasDevice(hash string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -94,6 +94,7 @@ func (dirStore) DeleteDevice(string, bool) error                   { return nil 
 func (dirStore) MountDevice(_, path, _ string) error               { return os.MkdirAll(path, 0o755) }
 func (dirStore) UnmountDevice(_, path string) error                { return os.RemoveAll(filepath.Clean(path)) }
 func (dirStore) HasDevice(string) bool                             { return true }
+func (dirStore) CheckLayerID(string) error                         { return nil }
 func (dirStore) Shutdown() error                                   { return nil }
 func (dirStore) Metadata(string) (deviceset.DeviceMetadata, error) {
 	return deviceset.DeviceMetadata{}, nil

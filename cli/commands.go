@@ -131,7 +131,10 @@ func runMount(c *call) error {
 		mode = "read-write"
 	}
 	what := "its files (rootfs/)"
-	if r.Subdir == "" {
+	switch {
+	case r.Snapshot:
+		what = "its files (a containerd snapshot: its whole filesystem)"
+	case r.Subdir == "":
 		what = "its whole filesystem (it has no rootfs/: no driver ever mounted it)"
 	}
 	_, err = fmt.Fprintf(c.env.Stdout, "layer %s (%s) mounted %s on %s: %s\nundo with: thinlayer umount %s\n",

@@ -165,6 +165,7 @@ func TestSnapshotLayerRootfsLinkIsNotFollowed(t *testing.T) {
 			}
 		})
 	}
+	checkImportRefusesSnapshotLayers(t, h, hs, ctrs[hs.dir])
 	// The pool stays: mount --rw brought it up read-write, as an engine
 	// does, and umount leaves such a pool alone.
 	if left := layerDevicesActive(t, h.Dir); len(left) > 0 {
@@ -291,6 +292,38 @@ func TestGraphLayerPlantedRootfsLinkIsRefused(t *testing.T) {
 		hs.check(t, args[0], out.Bytes())
 		if left := layerDevicesActive(t, h.Dir); len(left) > 0 {
 			t.Errorf("%v: left layer devices active: %v", args, left)
+		}
+	}
+}
+
+// import makes graph driver layers, files under rootfs/: not on a
+// snapshotter layer (whose root is a container's "/", its `rootfs` maybe
+// a link to the host), nor with an id of the snapshotter's, whose
+// reconcile would delete it as its own leftover.
+func checkImportRefusesSnapshotLayers(t *testing.T, h cli.Home, hs hostSecrets, snapLayer string) {
+	t.Helper()
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	must(t, tw.WriteHeader(&tar.Header{Name: "planted", Mode: 0o644, Size: 3, Typeflag: tar.TypeReg}))
+	_, err := tw.Write([]byte("xyz"))
+	must(t, err)
+	must(t, tw.Close())
+	for _, args := range [][]string{
+		{"import", "onsnap", "--parent", snapLayer},
+		{"import", snapshotter.IDPrefix + "0123456789abcdef01234567"},
+	} {
+		args = append(args, "--home", h.Dir)
+		rc, _, errOut := run(t, bytes.NewReader(tarBuf.Bytes()), args...)
+		if rc != cli.ExitUsage || !strings.Contains(errOut, "snapshot") {
+			t.Errorf("%v: rc %d, %q: want refused", args, rc, errOut)
+		}
+		hs.check(t, args[0], nil)
+	}
+	l, err := h.List()
+	must(t, err)
+	for _, x := range l.Layers {
+		if x.ID == "onsnap" || strings.HasPrefix(x.ID, snapshotter.IDPrefix+"0123") {
+			t.Errorf("a refused import left layer %s", x.ID)
 		}
 	}
 }

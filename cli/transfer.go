@@ -13,6 +13,7 @@ import (
 	"github.com/thinlayer/thinlayer/deviceset"
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/graphdriver"
+	"github.com/thinlayer/thinlayer/snapshotter"
 )
 
 // Export writes layer id as a tar to w: its whole tree, or with parent its
@@ -122,6 +123,9 @@ func bindForRead(f layerFiles) (dir string, release func() error, err error) {
 // bar, -1 if unknown. A failed import removes the layer again. It returns
 // the bytes of file content written.
 func (h Home) Import(id, parent string, r io.Reader, size int64) (n int64, err error) {
+	if err := checkGraphLayerIDs(id, parent); err != nil {
+		return 0, err
+	}
 	if err := h.prepareWrite(needIdle); err != nil {
 		return 0, err
 	}
@@ -145,6 +149,21 @@ func (h Home) Import(id, parent string, r io.Reader, size int64) (n int64, err e
 		return n, errors.Join(err, d.Remove(id))
 	}
 	return n, nil
+}
+
+// checkGraphLayerIDs refuses what import, which makes graph driver
+// layers (files under rootfs/), must not make: a layer with an id of the
+// containerd snapshotter's, whose reconcile would delete it as its own
+// leftover, or one on a snapshotter layer, whose root is a container's "/"
+// (its `rootfs` the container's to make, a link to the host's / maybe).
+func checkGraphLayerIDs(id, parent string) error {
+	if isSnapshotLayer(id) {
+		return fmt.Errorf("%w: %q has the prefix of the containerd snapshotter's layers (%s): import makes graph driver layers", ErrUsage, id, snapshotter.IDPrefix)
+	}
+	if isSnapshotLayer(hashOf(parent)) {
+		return fmt.Errorf("%w: parent %q is a containerd snapshot, its files at its filesystem's root: import makes graph driver layers, files under rootfs/, on graph driver layers only", ErrUsage, parent)
+	}
+	return nil
 }
 
 // bar is a progress bar on h.Progress, or nil when there is none.

@@ -28,7 +28,7 @@ import (
 // LockLook waits for and takes home's look lock; unlock lets it go.
 func LockLook(home string) (unlock func(), err error) {
 	dir := filepath.Join(home, "metadata")
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("look lock: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}

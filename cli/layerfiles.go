@@ -42,7 +42,14 @@ type layerFiles struct {
 	none bool
 }
 
-func (f layerFiles) close() { unix.Close(f.fd) }
+func (f layerFiles) close() {
+	if f.fd >= 0 {
+		unix.Close(f.fd)
+	}
+}
+
+// noFiles is the layerFiles of no directory.
+var noFiles = layerFiles{fd: -1}
 
 // path names the directory by its descriptor, for mount(2).
 func (f layerFiles) path() string { return "/proc/self/fd/" + strconv.Itoa(f.fd) }
@@ -99,7 +106,7 @@ func filesOf(hash string, rootfd int, dev uint64) (layerFiles, error) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		return layerFiles{fd: -1}, err
+		return noFiles, err
 	}
 	return layerFiles{fd: fd, subdir: rootfsDir}, nil
 }
@@ -147,14 +154,14 @@ func deviceNumber(name string) (uint64, error) {
 // mountedFiles finds layer hash's files where its active device is already
 // mounted (an engine's mount of the filesystem, or a `thinlayer mount`):
 // ok false when it is not mounted anywhere usable.
-func mountedFiles(hash, device string) (f layerFiles, ok bool, err error) {
+func mountedFiles(hash, device string) (layerFiles, bool, error) {
 	dev, err := deviceNumber(device)
 	if err != nil {
-		return f, false, nil // not active, so not mounted
+		return noFiles, false, nil // not active, so not mounted
 	}
 	mounts, err := fsutil.MountsOfDevice(unix.Major(dev), unix.Minor(dev))
 	if err != nil {
-		return f, false, nil
+		return noFiles, false, nil
 	}
 	for _, m := range mounts {
 		whole := m.Root == "/"
@@ -169,17 +176,17 @@ func mountedFiles(hash, device string) (f layerFiles, ok bool, err error) {
 		if files {
 			return layerFiles{fd: fd, subdir: rootfsDir}, true, nil
 		}
-		f, err = filesOf(hash, fd, dev)
+		f, err := filesOf(hash, fd, dev)
 		return f, true, err
 	}
-	return f, false, nil
+	return noFiles, false, nil
 }
 
 // mountFiles mounts layer hash's device on the private directory staging
 // and finds its files there; on error the device is unmounted again.
 func mountFiles(ds *deviceset.DeviceSet, hash, staging string) (layerFiles, error) {
 	if err := ds.MountDevice(hash, staging, ""); err != nil {
-		return layerFiles{fd: -1}, err
+		return noFiles, err
 	}
 	md, err := ds.Metadata(hash)
 	var dev uint64
@@ -195,7 +202,7 @@ func mountFiles(ds *deviceset.DeviceSet, hash, staging string) (layerFiles, erro
 		f, err = filesOf(hash, fd, dev)
 	}
 	if err != nil {
-		return layerFiles{fd: -1}, errors.Join(err, ds.UnmountDevice(hash, staging))
+		return noFiles, errors.Join(err, ds.UnmountDevice(hash, staging))
 	}
 	return f, nil
 }

@@ -29,7 +29,7 @@ func commands() map[string]command {
 		{name: "ls", args: "[--sort KEY] [-r]", summary: "every layer: thin id, size, space used, mounted, state", flags: lsFlags, run: runLs,
 			help: "Lists every layer: thin device id, virtual size, the space the pool has mapped for it\n(EXCLUSIVE: only it uses, what removing it frees; SHARED: shared with its relatives),\nwhere it is mounted, and its state. --sort id|device|size|mapped|exclusive, -r reverses.\nRead-only."},
 		{name: "mount", args: "ID DIR [--rw]", nargs: 2, summary: "mount a layer's files on DIR (read-only unless --rw)", flags: mountFlags, run: runMount,
-			help: "Mounts the files of layer ID (its rootfs/) on the existing directory DIR and leaves\nthem mounted: the safe way into a stopped container's or an image's files. Read-only\nunless --rw, which opens the home for writing. Undo with `thinlayer umount DIR`."},
+			help: "Mounts the files of layer ID (its rootfs/; a containerd snapshot's whole filesystem)\non the existing directory DIR and leaves them mounted: the safe way into a stopped\ncontainer's or an image's files. Read-only unless --rw, which opens the home for\nwriting. Undo with `thinlayer umount DIR`."},
 		{name: "umount", args: "DIR", nargs: 1, summary: "undo a thinlayer mount", flags: noFlags, run: runUmount,
 			help: "Unmounts DIR, deactivates the layer's device if nothing else has it mounted, and takes\ndown the pool if a read-only command brought it up and nothing else uses it."},
 		{name: "export", args: "ID [--parent P] [-o FILE]", nargs: 1, summary: "write a layer (or its diff over P) as a tar", flags: exportFlags, run: runExport,
@@ -158,7 +158,10 @@ func runMount(c *call) error {
 		mode = "read-write"
 	}
 	what := "its files (rootfs/)"
-	if r.Subdir == "" {
+	switch {
+	case r.Snapshot:
+		what = "its files (a containerd snapshot: its whole filesystem)"
+	case r.Subdir == "":
 		what = "its whole filesystem (it has no rootfs/: no driver ever mounted it)"
 	}
 	_, err = fmt.Fprintf(c.env.Stdout, "layer %s (%s) mounted %s on %s: %s\nundo with: thinlayer umount %s\n",

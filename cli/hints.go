@@ -21,6 +21,8 @@ var hints = []struct {
 		"(Docker: systemctl stop docker; Moby's driver takes no home lock)"},
 	{deviceset.ErrNotHome, "--home must name a devicemapper home: the directory holding metadata/ and devicemapper/ " +
 		"(Docker's is " + DefaultHome + ")"},
+	{ErrRootfsNotDir, "a graph driver makes rootfs/ a directory and its containers cannot reach it: " +
+		"something else changed this layer's filesystem, do not trust the layer"},
 	{deviceset.ErrNotFound, "`thinlayer ls` lists the layer ids (the base device is \"base\")"},
 	{deviceset.ErrExists, "pick another id, or remove that layer first"},
 	{deviceset.ErrDeleted, "the layer awaits deferred deletion: `thinlayer gc` finishes it"},

@@ -12,11 +12,12 @@ import (
 	"github.com/thinlayer/thinlayer/fsutil"
 )
 
-// A layer's filesystem holds rootfs/ (the files a container sees) and the
-// driver's id file. mount shows rootfs/ on DIR by a bind mount of it, made
-// from a private staging mount that is detached again at once; the layer's
-// device stays active, and the mount outlives the command. umount finds
-// the device from the mount again.
+// A graph driver layer's filesystem holds rootfs/ (the files a container
+// sees) and the driver's id file; a snapshotter layer's is the container's
+// "/" (see layerFiles). mount shows the files on DIR by a bind mount of
+// their directory, made from a private staging mount that is detached
+// again at once; the layer's device stays active, and the mount outlives
+// the command. umount finds the device from the mount again.
 
 // MountResult says what mount did.
 type MountResult struct {
@@ -25,8 +26,12 @@ type MountResult struct {
 	Device   string `json:"device"`
 	ReadOnly bool   `json:"read_only"`
 	// Subdir is the directory of the layer's filesystem shown on Dir:
-	// "rootfs", or "" for a layer never mounted by a driver (no rootfs/).
+	// "rootfs" (a graph driver layer), or "" for a snapshotter layer or a
+	// layer never mounted by a driver (no rootfs/).
 	Subdir string `json:"subdir"`
+	// Snapshot: a containerd snapshotter's layer, its files at the
+	// filesystem's root.
+	Snapshot bool `json:"snapshot"`
 }
 
 // hashOf turns a layer name into its DevInfo hash: "base" is "".
@@ -47,7 +52,9 @@ func (h Home) Mount(id, dir string, rw bool) (*MountResult, error) {
 	}
 	var ds *deviceset.DeviceSet
 	if rw {
-		ds, err = h.openWritable(allowActive, nil)
+		// No idle devices: a mount that fails takes its device down
+		// at once, and Leave, unlike Release, drops no idle ones.
+		ds, err = h.openWritable(allowActive, func(c *deviceset.Config) { c.IdleDevices = 0 })
 	} else {
 		ds, err = h.openReadOnly()
 	}
@@ -94,19 +101,17 @@ func mountLayer(ds *deviceset.DeviceSet, hash, dir string, rw bool) (_ *MountRes
 		return nil, err
 	}
 	defer os.Remove(staging)
-	if err := ds.MountDevice(hash, staging, ""); err != nil {
-		return nil, err
+	f, err := mountFiles(ds, hash, staging)
+	if err != nil {
+		return nil, fmt.Errorf("mount layer %q: %w", hash, err)
 	}
-	res := &MountResult{Dir: dir, Device: ds.DevicePath(hash), ReadOnly: !rw, Subdir: "rootfs"}
-	src := filepath.Join(staging, "rootfs")
-	if _, err := os.Lstat(src); err != nil {
-		res.Subdir, src = "", staging
-	}
+	res := &MountResult{Dir: dir, Device: ds.DevicePath(hash), ReadOnly: !rw, Subdir: f.subdir, Snapshot: isSnapshotLayer(hash)}
 	flags := uintptr(unix.MS_BIND)
 	if !rw {
 		flags |= unix.MS_RDONLY
 	}
-	err = fsutil.Mount(src, dir, "", flags, "")
+	err = fsutil.Mount(f.path(), dir, "", flags, "")
+	f.close() // the bind holds the filesystem now
 	if uerr := fsutil.Unmount(staging, unix.MNT_DETACH); uerr != nil {
 		err = errors.Join(err, uerr, fsutil.Unmount(dir, unix.MNT_DETACH))
 	}

@@ -5,15 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinlayer/thinlayer/deviceset"
-	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/graphdriver"
+	"github.com/thinlayer/thinlayer/snapshotter"
 )
 
 // Export writes layer id as a tar to w: its whole tree, or with parent its
@@ -64,65 +64,58 @@ func exportStream(ds *deviceset.DeviceSet, root, parent string) (rc io.ReadClose
 	return fsutil.ExportChanges(root, changes, fsutil.IdentityMapping{})
 }
 
-// mountForRead gives the directory of a layer's files (its rootfs/). A
-// layer already mounted (by `thinlayer mount`, say) is read where it is:
-// mounting the same filesystem again with other flags would fail. Else it
-// is mounted on a private directory until release.
+// mountForRead gives a directory that shows a layer's files, read-only:
+// a private bind mount of them (see layerFiles). A layer already mounted
+// (by `thinlayer mount`, say) is read where it is: mounting the same
+// filesystem again with other flags would fail. Else it is mounted on a
+// private directory until release.
 func mountForRead(ds *deviceset.DeviceSet, hash string) (root string, release func() error, err error) {
 	md, err := ds.Metadata(hash)
 	if err != nil {
 		return "", nil, err
 	}
-	if root, ok := mountedRoot(md.DeviceName); ok {
-		return root, func() error { return nil }, nil
-	}
-	staging, err := os.MkdirTemp("", "thinlayer-read-")
+	f, ok, err := mountedFiles(hash, md.DeviceName)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := ds.MountDevice(hash, staging, ""); err != nil {
-		os.Remove(staging)
-		return "", nil, err
-	}
-	release = func() error { return ds.UnmountDevice(hash, staging) }
-	root = filepath.Join(staging, "rootfs")
-	if _, err := os.Lstat(root); errors.Is(err, os.ErrNotExist) {
-		// Never mounted by a driver: no rootfs/, an empty tree.
-		empty, err := os.MkdirTemp("", "thinlayer-empty-")
+	release = func() error { return nil }
+	if !ok {
+		staging, err := os.MkdirTemp("", "thinlayer-read-")
 		if err != nil {
-			return "", nil, errors.Join(err, release())
+			return "", nil, err
 		}
-		unmount := release
-		release = func() error { return errors.Join(os.Remove(empty), unmount()) }
-		root = empty
+		if f, err = mountFiles(ds, hash, staging); err != nil {
+			os.Remove(staging)
+			return "", nil, err
+		}
+		release = func() error { return ds.UnmountDevice(hash, staging) }
 	}
-	return root, release, nil
+	root, unbind, err := bindForRead(f)
+	f.close() // before release: an open descriptor keeps the device busy
+	if err != nil {
+		return "", nil, errors.Join(err, release())
+	}
+	unmount := release
+	return root, func() error { return errors.Join(unbind(), unmount()) }, nil
 }
 
-// mountedRoot is where an active device's rootfs/ is already mounted.
-func mountedRoot(device string) (string, bool) {
-	ctl, err := dm.Open()
+// bindForRead binds the layer's files read-only on a new private
+// directory; a layer without files (no rootfs/: never mounted by a
+// driver) gets an empty directory.
+func bindForRead(f layerFiles) (dir string, release func() error, err error) {
+	dir, err = os.MkdirTemp("", "thinlayer-files-")
 	if err != nil {
-		return "", false
+		return "", nil, err
 	}
-	defer ctl.Close()
-	info, err := ctl.Info(device)
-	if err != nil {
-		return "", false
+	if f.none {
+		return dir, func() error { return os.Remove(dir) }, nil
 	}
-	mounts, err := fsutil.MountsOfDevice(info.Major, info.Minor)
-	if err != nil {
-		return "", false
+	if err := fsutil.Mount(f.path(), dir, "", unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		return "", nil, errors.Join(err, os.Remove(dir))
 	}
-	for _, m := range mounts {
-		switch m.Root {
-		case "/":
-			return filepath.Join(m.Mountpoint, "rootfs"), true
-		case "/rootfs":
-			return m.Mountpoint, true
-		}
-	}
-	return "", false
+	return dir, func() error {
+		return errors.Join(fsutil.Unmount(dir, unix.MNT_DETACH), os.Remove(dir))
+	}, nil
 }
 
 // Import creates layer id on parent ("" for the base) and applies the tar
@@ -130,6 +123,9 @@ func mountedRoot(device string) (string, bool) {
 // bar, -1 if unknown. A failed import removes the layer again. It returns
 // the bytes of file content written.
 func (h Home) Import(id, parent string, r io.Reader, size int64) (n int64, err error) {
+	if err := checkGraphLayerIDs(id, parent); err != nil {
+		return 0, err
+	}
 	if err := h.prepareWrite(needIdle); err != nil {
 		return 0, err
 	}
@@ -153,6 +149,21 @@ func (h Home) Import(id, parent string, r io.Reader, size int64) (n int64, err e
 		return n, errors.Join(err, d.Remove(id))
 	}
 	return n, nil
+}
+
+// checkGraphLayerIDs refuses what import, which makes graph driver
+// layers (files under rootfs/), must not make: a layer with an id of the
+// containerd snapshotter's, whose reconcile would delete it as its own
+// leftover, or one on a snapshotter layer, whose root is a container's "/"
+// (its `rootfs` the container's to make, a link to the host's / maybe).
+func checkGraphLayerIDs(id, parent string) error {
+	if isSnapshotLayer(id) {
+		return fmt.Errorf("%w: %q has the prefix of the containerd snapshotter's layers (%s): import makes graph driver layers", ErrUsage, id, snapshotter.IDPrefix)
+	}
+	if isSnapshotLayer(hashOf(parent)) {
+		return fmt.Errorf("%w: parent %q is a containerd snapshot, its files at its filesystem's root: import makes graph driver layers, files under rootfs/, on graph driver layers only", ErrUsage, parent)
+	}
+	return nil
 }
 
 // bar is a progress bar on h.Progress, or nil when there is none.

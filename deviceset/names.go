@@ -16,6 +16,12 @@ import (
 // is on the derived name, not on the id: no layer name equals a device
 // the home owns.
 
+// SnapshotPrefix begins the ids of the layers the containerd snapshotter
+// owns: it deletes any it has no record of, and their files sit at the
+// filesystem's root, where a container may have planted a rootfs link. A
+// graph driver layer never takes the prefix, nor one as parent.
+const SnapshotPrefix = "ctrd-"
+
 // lvmPoolParts are the suffixes LVM appends to a thin-pool LV's name for
 // the devices under it (hidden data and metadata LVs, and the pool proper
 // once thin volumes exist).

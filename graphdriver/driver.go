@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	units "github.com/docker/go-units"
@@ -87,6 +88,9 @@ func (d *driver) String() string { return DriverName }
 func (d *driver) validID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidID)
+	}
+	if strings.HasPrefix(id, deviceset.SnapshotPrefix) {
+		return fmt.Errorf("%w: %q: the containerd snapshotter's layers begin with %q", ErrInvalidID, id, deviceset.SnapshotPrefix)
 	}
 	return d.ds.CheckLayerID(id)
 }

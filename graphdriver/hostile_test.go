@@ -87,6 +87,10 @@ func TestHostileIDs(t *testing.T) {
 		{"deviceset-metadata", "", gd.ErrInvalidID},
 		{"child", "nosuchparent", deviceset.ErrNotFound}, {"child", "../../etc", gd.ErrInvalidID},
 		{"child", "a\x00", gd.ErrInvalidID}, {"self", "self", gd.ErrInvalidID}, {"keep", "", deviceset.ErrExists},
+		// The snapshotter's namespace: it deletes such layers it has no
+		// record of, and its layers keep their files at the root, where a
+		// container may have planted rootfs.
+		{"ctrd-0123abcd", "", gd.ErrInvalidID}, {"child", "ctrd-0123abcd", gd.ErrInvalidID},
 	}
 	for _, c := range cases {
 		err := d.Create(c.id, c.parent, nil)

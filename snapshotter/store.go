@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/thinlayer/thinlayer/deviceset"
 )
 
 // The bbolt schema: one bucket, snapshot key → record. The record names
@@ -17,7 +19,7 @@ var bucketSnapshots = []byte("snapshots/v1")
 
 // IDPrefix marks the DeviceSet layers this snapshotter owns, so it can
 // share a home with a graph driver and reconcile only its own layers.
-const IDPrefix = "ctrd-"
+const IDPrefix = deviceset.SnapshotPrefix
 
 type record struct {
 	ID   string `json:"id"`

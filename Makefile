@@ -25,7 +25,7 @@ vet:
 # Packages whose tests need no device-mapper: also run under the race
 # detector, which cannot run inside User-Mode Linux (ThreadSanitizer wants a
 # 47-bit address space).
-RACE_PKGS := ./internal/... ./fsutil/... ./loopback/... ./deviceset/...
+RACE_PKGS := ./internal/... ./fsutil/... ./loopback/... ./deviceset/... ./dockerplugin
 
 # All tests, kernel ones included: test binaries that need device-mapper boot
 # User-Mode Linux themselves when the host kernel has none (testutil.Main).

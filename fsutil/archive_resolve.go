@@ -19,8 +19,16 @@ const (
 	maxSymlink = 40 // symlinks followed in one resolution, as the kernel
 )
 
+// ErrEscape is wrapped by ApplyLayer's error when the tar is refused
+// because an entry would reach outside the layer root, or name no child of
+// its directory: a name, a hard link target or a relative symlink target
+// climbing above the root, a whiteout of "", "." or "..". Moby's
+// chrootarchive applies some of these (under its chroot "/.." is "/"; a
+// whiteout ".wh.." deletes the parent directory).
+var ErrEscape = errors.New("path escapes the layer root")
+
 var (
-	errEscape = errors.New("path escapes the layer root")
+	errEscape = ErrEscape
 	// noOpenat2 is set once openat2(2) turned out to be unavailable (Linux
 	// before 5.6, or a seccomp filter); resolution then walks by hand.
 	noOpenat2 atomic.Bool

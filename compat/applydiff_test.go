@@ -51,6 +51,11 @@ func (o diffOp) header() *tar.Header {
 	if o.b&0x80 != 0 {
 		h.Uid, h.Gid = 1000, 1001
 	}
+	defer func() {
+		if o.a&0x80 != 0 {
+			h.Name = "/" + h.Name // Moby cleans but does not trim it
+		}
+	}()
 	switch o.op % 10 {
 	case 0:
 		h.Typeflag, h.Name = tar.TypeDir, p+"/"

@@ -7,7 +7,6 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -29,18 +28,23 @@ type ApplyOptions struct {
 	MaxEntries int
 }
 
-// ApplyLayer extracts the uncompressed layer tar on top of the tree at dir,
-// as Moby's UnpackLayer does: ".wh.<name>" deletes <name>, ".wh..wh..opq"
-// empties its directory of everything this tar did not write, other
-// ".wh..wh." names (aufs metadata) are skipped, an entry replaces whatever
-// is at its path unless both are directories, and directory times are set
-// after all entries. Owners are mapped container→host through opts.IDMap.
+// ApplyLayer extracts the uncompressed layer tar on top of the tree at dir
+// with the result of Moby v24's chrootarchive.ApplyUncompressedLayer: a
+// missing parent directory is made (0755, owned by the container's root),
+// ".wh.<name>" deletes <name>, ".wh..wh..opq" removes from its directory
+// (unless that is a symlink or a file) every path whose name no entry of
+// this tar wrote, other top-level ".wh..wh." names (aufs metadata) are
+// skipped except the regular files of ".wh..wh.plnk", whose hard links
+// become copies, an entry replaces whatever is at its path unless both
+// are directories, and directory times are set after all entries. Owners
+// are mapped container→host through opts.IDMap.
 //
 // Nothing is ever written, linked or removed outside dir: names and hard
-// link targets that climb out of it, and symlinks whose target climbs out
-// of it, fail the apply; symlinks met inside a path, whether written by
-// this tar or already in dir, resolve as if dir were "/" (as under
-// Moby's chroot). Any error aborts the apply, leaving dir partly written.
+// link targets that climb out of it, symlinks whose target climbs out of
+// it, and whiteouts of "", "." or ".." fail the apply with ErrEscape;
+// symlinks met inside a path, whether written by this tar or already in
+// dir, resolve as if dir were "/" (as under Moby's chroot). Any error
+// aborts the apply, leaving dir partly written.
 //
 // It returns the sum of the entries' content sizes, as Moby's ApplyDiff.
 func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err error) {
@@ -66,17 +70,17 @@ func newApplier(rootfd int, opts ApplyOptions) *applier {
 		opts:    opts,
 		cacheFd: -1,
 		seed:    maphash.MakeSeed(),
-		fresh:   make(map[uint64]struct{}),
-		kept:    make(map[uint64]struct{}),
+		written: make(map[uint64]struct{}),
 		known:   make(map[uint64]dirFacts),
 		buf:     make([]byte, copyBufSize),
 	}
 }
 
 // applier is the state of one ApplyLayer. Besides the directory times it
-// keeps hashes of the paths it wrote, but only of those directly inside
-// directories that existed before (children of directories it created are
-// known to be its own), for ".wh..wh..opq".
+// keeps a hash of the name of every entry it wrote, as Moby's
+// unpackedPaths, for ".wh..wh..opq": a directory this apply created may
+// still hold what it did not write under that name (entries written
+// through a symlink into it, implied directories), so it walks those too.
 type applier struct {
 	root     int
 	opts     ApplyOptions
@@ -85,8 +89,8 @@ type applier struct {
 	cacheRel string // the parent directory last resolved ...
 	cacheFd  int    // ... and its O_PATH descriptor, or -1
 	seed     maphash.Seed
-	fresh    map[uint64]struct{} // directories this apply created
-	kept     map[uint64]struct{} // paths written inside pre-existing dirs
+	written  map[uint64]struct{} // names of the entries this apply wrote
+	aufs     *aufsLinks          // .wh..wh.plnk files, nil until one comes
 	dirs     []dirTimes
 	buf      []byte
 
@@ -106,6 +110,7 @@ type dirTimes struct {
 
 func (a *applier) close() {
 	a.invalidate(".")
+	a.aufs.close()
 	unix.Close(a.root)
 }
 
@@ -148,15 +153,20 @@ func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
 		return err
 	}
 	dir, base := splitRel(rel)
+	if rel != "." {
+		if err := a.impliedDir(dir); err != nil {
+			return err
+		}
+	}
 	switch {
-	case rel != whiteoutOpaque && strings.HasPrefix(rel, whiteoutMeta):
-		return nil // aufs metadata such as .wh..wh.plnk/<inode>
+	case isAufsMeta(hdr.Name) && rel != whiteoutOpaque:
+		return a.aufsMeta(rel, hdr, content)
 	case base == whiteoutOpaque:
 		return a.opaque(dir)
-	case strings.HasPrefix(base, whiteoutMeta):
-		return nil
 	case strings.HasPrefix(base, whiteoutPrefix):
 		return a.whiteout(dir, base[len(whiteoutPrefix):])
+	case hdr.Typeflag == tar.TypeLink && isAufsLink(hdr.Linkname):
+		return a.aufsLink(rel, hdr)
 	}
 	return a.create(rel, hdr, content)
 }
@@ -232,7 +242,6 @@ func (a *applier) openDir(rel string, create bool) (int, error) {
 		if err := a.impliedDirMeta(pfd, base); err != nil {
 			return -1, fmt.Errorf("mkdir %s: %w", rel, err)
 		}
-		a.record(rel, true)
 	}
 	if fd, err = resolveDir(a.root, rel); err != nil {
 		return -1, fmt.Errorf("resolve %s: %w", rel, err)
@@ -251,114 +260,6 @@ func (a *applier) impliedDirMeta(pfd int, base string) error {
 		}
 	}
 	return unix.Fchmodat(pfd, base, 0o755, 0)
-}
-
-func (a *applier) hash(rel string) uint64 { return maphash.String(a.seed, rel) }
-
-func (a *applier) isFresh(rel string) bool {
-	_, ok := a.fresh[a.hash(rel)]
-	return ok
-}
-
-// record notes that this apply wrote rel (freshDir: as a new directory).
-func (a *applier) record(rel string, freshDir bool) {
-	if dir, _ := splitRel(rel); !a.isFresh(dir) {
-		a.kept[a.hash(rel)] = struct{}{}
-	}
-	if freshDir {
-		a.fresh[a.hash(rel)] = struct{}{}
-	}
-}
-
-// forget notes that rel was removed or replaced.
-func (a *applier) forget(rel string) {
-	a.invalidate(rel)
-	delete(a.fresh, a.hash(rel))
-}
-
-func (a *applier) whiteout(dir, name string) error {
-	if name == "" || name == "." || name == ".." {
-		return fmt.Errorf("invalid whiteout of %q: %w", name, errEscape)
-	}
-	pfd, err := a.parent(dir, false)
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-		return nil // nothing there to delete
-	}
-	if err != nil {
-		return err
-	}
-	return a.remove(pfd, name, joinRel(dir, name))
-}
-
-// remove removes name (at rel) in directory pfd. Removing a directory
-// may invalidate known facts and the cached parent under other names.
-func (a *applier) remove(pfd int, name, rel string) error {
-	a.forget(rel)
-	err := unix.Unlinkat(pfd, name, 0)
-	if err == nil || errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if !errors.Is(err, unix.EISDIR) {
-		return fmt.Errorf("unlink %s: %w", name, err)
-	}
-	// The cached parent may be it or below it under another name
-	// (through a symlink): drop it once the current entry is done.
-	a.forgetFacts()
-	a.staleCache = true
-	return removeAt(pfd, name)
-}
-
-// opaque removes from dir everything this apply did not write.
-func (a *applier) opaque(dir string) error {
-	if a.isFresh(dir) {
-		return nil // created by this tar: holds nothing else
-	}
-	fd, err := a.openDir(dir, true)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	a.forgetFacts() // clearDir may remove directories
-	a.staleCache = true
-	return a.clearDir(fd, dir)
-}
-
-func (a *applier) clearDir(pathfd int, dir string) error {
-	dfd, err := unix.Openat(pathfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	f := os.NewFile(uintptr(dfd), dir)
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("read dir %s: %w", dir, err)
-	}
-	for _, n := range names {
-		child := joinRel(dir, n)
-		if _, ok := a.kept[a.hash(child)]; !ok {
-			if err := removeAt(dfd, n); err != nil {
-				return fmt.Errorf("opaque %s: %w", dir, err)
-			}
-			continue
-		}
-		if a.isFresh(child) {
-			continue
-		}
-		cfd, err := unix.Openat(dfd, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			continue // a file or symlink this tar wrote
-		}
-		if err != nil {
-			return fmt.Errorf("open %s: %w", child, err)
-		}
-		err = a.clearDir(cfd, child)
-		unix.Close(cfd)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (a *applier) restoreDirTimes() error {

@@ -121,7 +121,8 @@ func TestApplyWhiteouts(t *testing.T) {
 	_, err := ApplyLayer(root, bytes.NewReader(data), ApplyOptions{})
 	must(t, err)
 	want := map[string][]string{
-		".":      {"fresh", "keep", "lnkdir", "o", "o2", "top"},
+		// As Moby: the parents of aufs metadata and of whiteouts are made.
+		".":      {".wh..wh.plnk", "fresh", "keep", "lnkdir", "o", "o2", "top", "x"},
 		"o":      {"new", "z"},
 		"o/z":    {"n"},
 		"o2":     {"b"},

@@ -46,7 +46,8 @@ type ApplyOptions struct {
 // dir, resolve as if dir were "/" (as under Moby's chroot). Any error
 // aborts the apply, leaving dir partly written.
 //
-// It returns the sum of the entries' content sizes, as Moby's ApplyDiff.
+// It returns the sum of the entries' content sizes, as Moby's ApplyDiff
+// (which also adds the size field of header-only entries, normally 0).
 func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err error) {
 	rootfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -115,12 +116,15 @@ func (a *applier) close() {
 }
 
 func (a *applier) run(layer io.Reader) error {
-	tr := &trailerReader{r: layer}
-	rd := tar.NewReader(tr)
+	cr := &countingReader{r: layer}
+	rd := tar.NewReader(cr)
+	var dataEnd int64 // stream offset where the last entry's content ends
 	for {
 		hdr, err := rd.Next()
 		if errors.Is(err, io.EOF) {
-			if !tr.endsWithZeroBlock() {
+			// archive/tar also ends cleanly at an entry boundary; only a
+			// zero block after the last entry is an end-of-archive marker.
+			if cr.n > 0 && cr.n-dataEnd < blockSize {
 				return fmt.Errorf("tar ends without end-of-archive marker: %w", io.ErrUnexpectedEOF)
 			}
 			break
@@ -131,12 +135,36 @@ func (a *applier) run(layer io.Reader) error {
 		if a.entries++; a.entries > a.opts.MaxEntries {
 			return fmt.Errorf("tar has more than %d entries", a.opts.MaxEntries)
 		}
-		a.size += hdr.Size
+		data := dataSize(hdr)
+		dataEnd = addClamped(cr.n, addClamped(data, (blockSize-data%blockSize)%blockSize))
+		// Content the stream really held (checked by the reads): unlike
+		// Moby's sum of hdr.Size it cannot overflow.
+		a.size += data
 		if err := a.entry(hdr, rd); err != nil {
 			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
 	}
 	return a.restoreDirTimes()
+}
+
+const blockSize = 512
+
+// dataSize is how many content bytes follow hdr in the stream:
+// archive/tar ignores the size of header-only entries.
+func dataSize(hdr *tar.Header) int64 {
+	switch hdr.Typeflag {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		return 0
+	}
+	return hdr.Size
+}
+
+// addClamped adds non-negative a and b, saturating at math.MaxInt64.
+func addClamped(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
@@ -295,44 +323,17 @@ func toTimespec(t time.Time) unix.Timespec {
 	return unix.NsecToTimespec(t.UnixNano())
 }
 
-// trailerReader remembers the last 512 bytes read, to tell a tar that
-// ends with its end-of-archive zero blocks from one cut at an entry
-// boundary (which archive/tar takes for a clean end).
-type trailerReader struct {
-	r    io.Reader
-	n    int64
-	last [512]byte
-	pos  int
+// countingReader counts the bytes read: archive/tar reads exactly the
+// blocks it needs, so the count is its position in the stream.
+type countingReader struct {
+	r io.Reader
+	n int64
 }
 
-func (t *trailerReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	t.n += int64(n)
-	b := p[:n]
-	if len(b) >= len(t.last) {
-		b = b[len(b)-len(t.last):]
-	}
-	for len(b) > 0 {
-		c := copy(t.last[t.pos:], b)
-		b, t.pos = b[c:], (t.pos+c)%len(t.last)
-	}
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
 	return n, err
-}
-
-// endsWithZeroBlock: an empty stream counts as an empty layer.
-func (t *trailerReader) endsWithZeroBlock() bool {
-	if t.n == 0 {
-		return true
-	}
-	if t.n < int64(len(t.last)) {
-		return false
-	}
-	for _, c := range t.last {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // logXattrErr logs an xattr the filesystem refused (Moby ignores EPERM

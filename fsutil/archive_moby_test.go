@@ -3,6 +3,8 @@ package fsutil
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -108,5 +110,40 @@ func TestApplyLikeMoby(t *testing.T) {
 				t.Errorf("tree\n got %s\nwant %s", got, c.want)
 			}
 		})
+	}
+}
+
+// A tar cut right after an entry whose content ends in zero blocks has no
+// end-of-archive marker even though its last 512 bytes are zeros.
+func TestApplyCutAfterZeroContent(t *testing.T) {
+	data := makeTar(t, te{name: "zeros", body: string(make([]byte, 1024))})
+	cut := data[:len(data)-1024] // the two zero blocks of the marker
+	_, err := ApplyLayer(t.TempDir(), bytes.NewReader(cut), ApplyOptions{NoLchown: true})
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("tar cut after a zero-filled entry: err %v, want io.ErrUnexpectedEOF", err)
+	}
+	for _, keep := range []int{512, 1024} { // one zero block is enough for archive/tar
+		if _, err := ApplyLayer(t.TempDir(), bytes.NewReader(data[:len(cut)+keep]), ApplyOptions{NoLchown: true}); err != nil {
+			t.Errorf("%d zero bytes after the last entry: %v", keep, err)
+		}
+	}
+}
+
+// Header-only entries (symlinks, directories...) may carry any size in a
+// base-256 size field; the size ApplyLayer reports is the content it
+// wrote, which cannot overflow.
+func TestApplySizeOfHeaderOnlyEntries(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range []string{"l1", "l2", "l3"} {
+		must(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: "x", Size: 1 << 62, Format: tar.FormatGNU}))
+	}
+	must(t, tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644}))
+	_, err := tw.Write([]byte("abc"))
+	must(t, err)
+	must(t, tw.Close())
+	size, err := ApplyLayer(t.TempDir(), &buf, ApplyOptions{NoLchown: true})
+	if err != nil || size != 3 {
+		t.Fatalf("size %d, err %v; want 3 (the content of f)", size, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,6 +101,7 @@ type applier struct {
 	root0       dirFacts
 	rootChecked bool
 	staleCache  bool // drop the cached parent before the next lookup
+	removed     bool // something was removed or replaced
 	cred        creds
 	credsRead   bool
 }
@@ -290,18 +292,37 @@ func (a *applier) impliedDirMeta(pfd int, base string) error {
 	return unix.Fchmodat(pfd, base, 0o755, 0)
 }
 
+// restoreDirTimes sets the times of each directory entry as Moby does at
+// the end: on what the name leads to now, following symlinks (inside the
+// root), and failing the apply when it leads nowhere (the directory was
+// removed or replaced by a dangling symlink later in the tar). While
+// nothing was removed, every name still is the directory it made.
 func (a *applier) restoreDirTimes() error {
 	for _, d := range a.dirs {
-		dir, base := splitRel(d.rel)
-		pfd, err := a.parent(dir, false)
-		if err == nil {
-			err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
+		var err error
+		if a.removed {
+			err = a.setTimesFollow(d.rel, d.ts)
+		} else {
+			dir, base := splitRel(d.rel)
+			var pfd int
+			if pfd, err = a.parent(dir, false); err == nil {
+				err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
+			}
 		}
-		if err != nil && !errors.Is(err, unix.ENOENT) {
+		if err != nil {
 			return fmt.Errorf("set times of %s: %w", d.rel, err)
 		}
 	}
 	return nil
+}
+
+func (a *applier) setTimesFollow(rel string, ts [2]unix.Timespec) error {
+	fd, err := resolveAny(a.root, rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), ts[:], 0)
 }
 
 // tarTimes returns the atime and mtime of hdr as Moby sets them: atime no

@@ -147,3 +147,29 @@ func TestApplySizeOfHeaderOnlyEntries(t *testing.T) {
 		t.Fatalf("size %d, err %v; want 3 (the content of f)", size, err)
 	}
 }
+
+// Moby sets directory times at the end on what the name leads to then:
+// through a symlink that replaced the directory, and failing when the
+// name leads nowhere.
+func TestApplyDirTimesLikeMoby(t *testing.T) {
+	requireRoot(t)
+	dir := te{name: "a/", typ: tar.TypeDir, mode: 0o755} // makeTar's mtime: 1700000000
+	root := t.TempDir()
+	mobyLower(t, root)
+	_, err := ApplyLayer(root, bytes.NewReader(makeTar(t, dir, te{name: "a", typ: tar.TypeSymlink, link: "/c"})), ApplyOptions{})
+	must(t, err)
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(root, "c"), &st))
+	if st.Mtim.Sec != 1700000000 {
+		t.Errorf("c (a's symlink target) has mtime %d, want the times of a's entry", st.Mtim.Sec)
+	}
+	for name, later := range map[string]te{
+		"whited out":                   {name: ".wh.a"},
+		"replaced by dangling symlink": {name: "a", typ: tar.TypeSymlink, link: "nowhere"},
+	} {
+		_, err := ApplyLayer(t.TempDir(), bytes.NewReader(makeTar(t, dir, later)), ApplyOptions{})
+		if !errors.Is(err, unix.ENOENT) {
+			t.Errorf("directory entry then %s: err %v, want ENOENT (Moby fails the layer)", name, err)
+		}
+	}
+}

@@ -62,6 +62,7 @@ func (a *applier) wasWritten(rel string) bool {
 // it or below it. Names written stay written, as in Moby.
 func (a *applier) forget(rel string) {
 	a.invalidate(rel)
+	a.removed = true
 }
 
 // whiteout removes name from dir, never following a symlink at name. A
@@ -154,6 +155,7 @@ func (a *applier) clearDir(pathfd int, dir string) error {
 	for _, n := range names {
 		child := joinRel(dir, n)
 		if !a.wasWritten(child) {
+			a.removed = true
 			if err := removeAt(dfd, n); err != nil {
 				return fmt.Errorf("opaque %s: %w", dir, err)
 			}

@@ -310,7 +310,7 @@ func (a *applier) restoreDirTimes() error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("set times of %s: %w", d.rel, err)
+			return fmt.Errorf("entry %q: set times: %w", d.rel+"/", err)
 		}
 	}
 	return nil

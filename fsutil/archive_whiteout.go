@@ -44,12 +44,12 @@ func (a *applier) impliedDir(dir string) error {
 
 func (a *applier) hash(rel string) uint64 { return maphash.String(a.seed, rel) }
 
-// record notes that this apply wrote an entry named rel. Every name is
-// kept: a directory this apply made can still receive what no entry
-// wrote under its name, so opaque markers check each path (newDir is
-// not needed for that).
-func (a *applier) record(rel string, newDir bool) {
-	_ = newDir
+// record notes that this apply wrote an entry named rel (the second
+// argument, "a new directory", no longer matters). Every name is kept: a
+// directory this apply made can still receive what no entry wrote under
+// its name (through a symlink, implied directories), so opaque markers
+// check each path, as Moby's unpackedPaths.
+func (a *applier) record(rel string, _ bool) {
 	a.written[a.hash(rel)] = struct{}{}
 }
 

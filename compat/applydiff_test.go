@@ -170,13 +170,24 @@ func treeFacts(t testing.TB, root string) []string {
 // applyBoth applies data to two copies of the lower tree and returns
 // fsutil's and Moby's errors and trees.
 func applyBoth(t testing.TB, data []byte) (thinErr, mobyErr error, thin, moby []string) {
-	base := t.TempDir()
+	base := scratchDir(t)
 	thinRoot, mobyRoot := filepath.Join(base, "thin"), filepath.Join(base, "moby")
 	makeLower(t, thinRoot)
 	makeLower(t, mobyRoot)
 	_, thinErr = fsutil.ApplyLayer(thinRoot, bytes.NewReader(data), fsutil.ApplyOptions{})
 	_, mobyErr = chrootarchive.ApplyUncompressedLayer(mobyRoot, bytes.NewReader(data), &archive.TarOptions{})
 	return thinErr, mobyErr, treeFacts(t, thinRoot), treeFacts(t, mobyRoot)
+}
+
+// scratchDir is a temporary directory on tmpfs where there is one: the
+// applies are many small metadata writes, slow on a loaded disk.
+func scratchDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("/dev/shm", "thinlayer-applydiff-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // checkSame fails t where the two applies of program differ.

@@ -289,7 +289,16 @@ func (a *applier) impliedDirMeta(pfd int, base string) error {
 			return err
 		}
 	}
-	return unix.Fchmodat(pfd, base, 0o755, 0)
+	// 0755 whatever the umask, keeping the setgid bit a setgid parent
+	// passes on (Moby's MkdirAll under umask 0 makes the same).
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if mode := 0o755 | st.Mode&unix.S_ISGID; st.Mode&0o7777 != mode {
+		return unix.Fchmodat(pfd, base, mode, 0)
+	}
+	return nil
 }
 
 // restoreDirTimes sets the times of each directory entry as Moby does at

@@ -81,6 +81,9 @@ func TestApplyLikeMoby(t *testing.T) {
 		{"entries below a dir replaced by a symlink land in its target",
 			[]te{dir("a2/"), dir("a2/b/"), {name: "a2", typ: tar.TypeSymlink, link: "c"}, {name: "a2/b/new", body: "n"}, dir("a2/b/q/"), {name: "a2/b/q/r", body: "r"}},
 			"a2->c c/ c/b/ c/b/d/ c/b/d/deep=deep c/b/new=n c/b/old=old c/b/q/ c/b/q/r=r c/f=cf e/ e/.wh.x= e/.wh.y= f=f s->c"},
+		{"implied dirs in a setgid dir inherit setgid (fuzz)",
+			[]te{{name: "s/", typ: tar.TypeDir, mode: 0o2750}, {name: "s/q/z", body: "z"}},
+			"c/ c/b/ c/b/d/ c/b/d/deep=deep c/b/old=old c/f=cf e/ e/.wh.x= e/.wh.y= f=f s/ s/q/ s/q/z=z"},
 		{"opaque in a symlink", []te{{name: "s/.wh..wh..opq"}}, mobyLowerListing},
 		{"opaque in a file", []te{{name: "f/.wh..wh..opq"}}, mobyLowerListing},
 		{"whiteout implies its directory", []te{{name: "nodir/.wh.x"}}, "c/ c/b/ c/b/d/ c/b/d/deep=deep c/b/old=old c/f=cf e/ e/.wh.x= e/.wh.y= f=f nodir/ s->c"},
@@ -111,6 +114,9 @@ func TestApplyLikeMoby(t *testing.T) {
 			}
 			if got := shortListing(t, root); got != c.want {
 				t.Errorf("tree\n got %s\nwant %s", got, c.want)
+			}
+			if fi, err := os.Lstat(filepath.Join(root, "s/q")); err == nil && strings.Contains(c.name, "setgid") && fi.Mode() != fs.ModeDir|fs.ModeSetgid|0o755 {
+				t.Errorf("implied s/q: mode %v, want dgrwxr-xr-x (0755 and the setgid of s)", fi.Mode())
 			}
 		})
 	}

@@ -175,7 +175,7 @@ func applyBoth(t testing.TB, data []byte) (thinErr, mobyErr error, thin, moby []
 	makeLower(t, thinRoot)
 	makeLower(t, mobyRoot)
 	_, thinErr = fsutil.ApplyLayer(thinRoot, bytes.NewReader(data), fsutil.ApplyOptions{})
-	_, mobyErr = chrootarchive.ApplyUncompressedLayer(mobyRoot, bytes.NewReader(data), &archive.TarOptions{})
+	mobyErr = mobyApply(mobyRoot, data)
 	return thinErr, mobyErr, treeFacts(t, thinRoot), treeFacts(t, mobyRoot)
 }
 
@@ -188,6 +188,39 @@ func scratchDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// mobyApply applies data with Moby's chrootarchive. A whiteout below a
+// FIFO (".wh.x" in a directory the tar replaced by a FIFO) makes Moby's
+// os.RemoveAll open the FIFO as the parent directory, which blocks until a
+// writer comes, forever in a daemon: while the apply runs, every FIFO in
+// the tree gets a writer that comes and goes, after which Moby fails as
+// thinlayer does (ENOTDIR).
+func mobyApply(root string, data []byte) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := chrootarchive.ApplyUncompressedLayer(root, bytes.NewReader(data), &archive.TarOptions{})
+		done <- err
+	}()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(100 * time.Millisecond):
+			pokeFIFOs(root)
+		}
+	}
+}
+
+func pokeFIFOs(root string) {
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeNamedPipe != 0 {
+			if fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+				unix.Close(fd)
+			}
+		}
+		return nil
+	})
 }
 
 // checkSame fails t where the two applies of program differ.
@@ -276,7 +309,15 @@ var diffSeeds = map[string][]byte{
 	// c/q/z written through s: c's opaque marker removes it.
 	"opaque-alias-write": prog(0, "c/q", 0, 1, "s/q/z", 1, 5, "c", 0),
 	// A hard link into .wh..wh.plnk copies the aufs file.
-	"aufs-hardlink": prog(6, "a", 0, 6, "a", 1, 7, "a", 0, 7, "c/f", 1),
+	// A whiteout below a FIFO: Moby blocks opening the FIFO as a
+	// directory (mobyApply unblocks it), thinlayer fails with ENOTDIR.
+	"whiteout-below-fifo": prog(8, "l2", 0, 9, "l2/n", 0),
+	// Implied directories in a setgid directory keep its setgid bit.
+	"implied-dir-setgid": prog(0, "s", 2, 8, "s/q/z", 0),
+	// A directory's times are set at the end through what its name is
+	// then: Moby fails when that is a dangling symlink.
+	"dir-times-dangling": prog(0, "a", 0, 2, "a", "nowhere"),
+	"aufs-hardlink":      prog(6, "a", 0, 6, "a", 1, 7, "a", 0, 7, "c/f", 1),
 }
 
 // TestApplyMatchesMoby runs the seed programs (also the fuzz target's

@@ -25,8 +25,8 @@ import (
 // The differential test of layer apply: a tar made from the fuzzer's bytes
 // is applied to two identical lower trees, by fsutil.ApplyLayer and by
 // Moby v24's chrootarchive.ApplyUncompressedLayer, and the trees must come
-// out equal (names, types, modes, owners, link targets, contents, hard
-// link counts). Both failing is equal. thinlayer may refuse where Moby
+// out equal (names, types, modes, owners, user.* xattrs, link targets,
+// contents, hard link counts). Both failing is equal. thinlayer may refuse where Moby
 // applies only with fsutil.ErrEscape (documented there).
 
 // diffPaths are the entry names a program picks from: the lower tree's
@@ -50,6 +50,9 @@ func (o diffOp) header() *tar.Header {
 	h := &tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
 	if o.b&0x80 != 0 {
 		h.Uid, h.Gid = 1000, 1001
+	}
+	if o.op&0x80 != 0 {
+		h.PAXRecords = map[string]string{"SCHILY.xattr.user.t": string('a' + o.op%7)}
 	}
 	defer func() {
 		if o.a&0x80 != 0 {
@@ -96,7 +99,7 @@ func programTar(t testing.TB, data []byte) ([]byte, string) {
 	tw := tar.NewWriter(&buf)
 	for i := 0; i+3 <= len(data) && i < 48; i += 3 {
 		h := diffOp{data[i], data[i+1], data[i+2]}.header()
-		fmt.Fprintf(&list, "  %c %s -> %q mode %o uid %d size %d\n", h.Typeflag, h.Name, h.Linkname, h.Mode, h.Uid, h.Size)
+		fmt.Fprintf(&list, "  %c %s -> %q mode %o uid %d size %d pax %v\n", h.Typeflag, h.Name, h.Linkname, h.Mode, h.Uid, h.Size, h.PAXRecords)
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +147,7 @@ func treeFacts(t testing.TB, root string) []string {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		line := fmt.Sprintf("%s mode %o uid %d gid %d", rel, st.Mode, st.Uid, st.Gid)
+		line := fmt.Sprintf("%s mode %o uid %d gid %d%s", rel, st.Mode, st.Uid, st.Gid, userXattrs(p))
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
 			target, err := os.Readlink(p)
@@ -165,6 +168,26 @@ func treeFacts(t testing.TB, root string) []string {
 	must(t, err)
 	sort.Strings(out)
 	return out
+}
+
+// userXattrs lists the user.* xattrs of p (" user.t=v"), sorted.
+func userXattrs(p string) string {
+	buf := make([]byte, 1024)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, name := range strings.Split(string(buf[:n]), "\x00") {
+		if strings.HasPrefix(name, "user.") {
+			v := make([]byte, 256)
+			if m, err := unix.Lgetxattr(p, name, v); err == nil {
+				out = append(out, " "+name+"="+string(v[:m]))
+			}
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "")
 }
 
 // applyBoth applies data to two copies of the lower tree and returns
@@ -284,7 +307,7 @@ func prog(ops ...any) []byte {
 		case int:
 			b = byte(v)
 		case string:
-			if op == 2 {
+			if op%10 == 2 {
 				b = idx(diffSymlinks, v)
 			} else {
 				b = idx(diffPaths, v)
@@ -317,7 +340,10 @@ var diffSeeds = map[string][]byte{
 	// A directory's times are set at the end through what its name is
 	// then: Moby fails when that is a dangling symlink.
 	"dir-times-dangling": prog(0, "a", 0, 2, "a", "nowhere"),
-	"aufs-hardlink":      prog(6, "a", 0, 6, "a", 1, 7, "a", 0, 7, "c/f", 1),
+	// user.* xattrs on a file, a symlink (refused by the kernel, ignored
+	// by both), a hard link and a merged directory.
+	"xattrs":        prog(0x81, "a", 0, 0x82, "l2", "c", 0x83, "h1", "f", 0x80, "c", 0),
+	"aufs-hardlink": prog(6, "a", 0, 6, "a", 1, 7, "a", 0, 7, "c/f", 1),
 }
 
 // TestApplyMatchesMoby runs the seed programs (also the fuzz target's

@@ -81,6 +81,10 @@ func (o diffOp) header() *tar.Header {
 		h.Typeflag, h.Linkname = tar.TypeLink, fmt.Sprintf(".wh..wh.plnk/%d", o.b%2)
 	case 8:
 		h.Typeflag = tar.TypeFifo
+		if o.b&0x40 != 0 {
+			// archive/tar writes nothing else of a global header
+			h = &tar.Header{Name: h.Name, Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "g"}}
+		}
 	case 9:
 		d, base := path.Split(p)
 		h.Name = d + ".wh..wh." + base
@@ -342,7 +346,9 @@ var diffSeeds = map[string][]byte{
 	"dir-times-dangling": prog(0, "a", 0, 2, "a", "nowhere"),
 	// user.* xattrs on a file, a symlink (refused by the kernel, ignored
 	// by both), a hard link and a merged directory.
-	"xattrs":        prog(0x81, "a", 0, 0x82, "l2", "c", 0x83, "h1", "f", 0x80, "c", 0),
+	"xattrs": prog(0x81, "a", 0, 0x82, "l2", "c", 0x83, "h1", "f", 0x80, "c", 0),
+	// A PAX global header removes what is at its name.
+	"global-header": prog(8, "f", 0x40, 8, "c/b", 0x40, 8, "nodir/y", 0x40, 5, "nodir", 0, 8, "dangling/x", 0x40),
 	"aufs-hardlink": prog(6, "a", 0, 6, "a", 1, 7, "a", 0, 7, "c/f", 1),
 }
 

@@ -170,9 +170,6 @@ func addClamped(a, b int64) int64 {
 }
 
 func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
-	if hdr.Typeflag == tar.TypeXGlobalHeader {
-		return nil
-	}
 	if isSparse(hdr) {
 		// Moby would expand the holes: a few bytes of tar could demand
 		// terabytes of disk.
@@ -195,6 +192,8 @@ func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
 		return a.opaque(dir)
 	case strings.HasPrefix(base, whiteoutPrefix):
 		return a.whiteout(dir, base[len(whiteoutPrefix):])
+	case hdr.Typeflag == tar.TypeXGlobalHeader:
+		return a.globalHeader(rel)
 	case hdr.Typeflag == tar.TypeLink && isAufsLink(hdr.Linkname):
 		return a.aufsLink(rel, hdr)
 	}

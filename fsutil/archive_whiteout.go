@@ -250,3 +250,23 @@ func (a *applier) aufsLink(rel string, hdr *tar.Header) error {
 	src.Name, src.Typeflag, src.Size, src.Linkname = hdr.Name, tar.TypeReg, f.size, ""
 	return a.create(rel, &src, io.NewSectionReader(a.aufs.f, f.off, f.size))
 }
+
+// globalHeader handles a PAX global header as Moby does: like an entry
+// that writes nothing, it removes whatever is at its name and counts as
+// written there (its name is usually "pax_global_header").
+func (a *applier) globalHeader(rel string) error {
+	if rel == "." {
+		return errors.New("a global header names the layer root")
+	}
+	a.record(rel, false)
+	dir, base := splitRel(rel)
+	pfd, err := a.parent(dir, false)
+	if err != nil {
+		return nil // Moby's lstat fails: nothing there to remove
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		return a.remove(pfd, base, rel)
+	}
+	return nil
+}

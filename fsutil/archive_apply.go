@@ -37,15 +37,20 @@ type ApplyOptions struct {
 // this tar wrote, other top-level ".wh..wh." names (aufs metadata) are
 // skipped except the regular files of ".wh..wh.plnk", whose hard links
 // become copies, an entry replaces whatever is at its path unless both
-// are directories, and directory times are set after all entries. Owners
-// are mapped container→host through opts.IDMap.
+// are directories (a PAX global header too, writing nothing), and
+// directory times are set after all entries, through what each name
+// leads to then (a name that leads nowhere fails the apply). Owners are
+// mapped container→host through opts.IDMap.
 //
 // Nothing is ever written, linked or removed outside dir: names and hard
 // link targets that climb out of it, symlinks whose target climbs out of
 // it, and whiteouts of "", "." or ".." fail the apply with ErrEscape;
 // symlinks met inside a path, whether written by this tar or already in
-// dir, resolve as if dir were "/" (as under Moby's chroot). Any error
-// aborts the apply, leaving dir partly written.
+// dir, resolve as if dir were "/" (as under Moby's chroot). Unlike Moby,
+// sparse files are refused (their holes could demand terabytes), and a
+// stream without an end-of-archive zero block after its last entry (cut
+// at an entry boundary) fails with io.ErrUnexpectedEOF. Any error aborts
+// the apply, leaving dir partly written.
 //
 // It returns the sum of the entries' content sizes, as Moby's ApplyDiff
 // (which also adds the size field of header-only entries, normally 0).

@@ -44,7 +44,8 @@ test: deps build vet
 RACE_HOST_TESTS := ^(TestDriverRace|TestTarBombBoundedMemory)$$
 
 # Bounded fuzzing in make test, on the host: status and option parsing,
-# DevInfo decoding, layer tars (make fuzz runs every target for longer).
+# DevInfo decoding, layer tars, and layer apply against Moby's (compat/;
+# make fuzz runs every target for longer).
 FUZZ_SMOKE := ./devmapper:FuzzParseThinPoolStatus ./devmapper:FuzzParseThinStatus \
 	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer
 FUZZ_SMOKE_TIME ?= 4s
@@ -53,6 +54,8 @@ FUZZ_SMOKE_TIME ?= 4s
 fuzz-smoke:
 	@for t in $(FUZZ_SMOKE); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn ($(FUZZ_SMOKE_TIME))"; \
 		THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_SMOKE_TIME) $$pkg || exit 1; done
+	@echo "fuzz compat FuzzApplyMatchesMoby ($(FUZZ_SMOKE_TIME))"
+	cd compat && THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz '^FuzzApplyMatchesMoby$$' -fuzztime $(FUZZ_SMOKE_TIME) .
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

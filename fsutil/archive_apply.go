@@ -7,7 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
-	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,20 +29,31 @@ type ApplyOptions struct {
 	MaxEntries int
 }
 
-// ApplyLayer extracts the uncompressed layer tar on top of the tree at dir,
-// as Moby's UnpackLayer does: ".wh.<name>" deletes <name>, ".wh..wh..opq"
-// empties its directory of everything this tar did not write, other
-// ".wh..wh." names (aufs metadata) are skipped, an entry replaces whatever
-// is at its path unless both are directories, and directory times are set
-// after all entries. Owners are mapped container→host through opts.IDMap.
+// ApplyLayer extracts the uncompressed layer tar on top of the tree at dir
+// with the result of Moby v24's chrootarchive.ApplyUncompressedLayer: a
+// missing parent directory is made (0755, owned by the container's root),
+// ".wh.<name>" deletes <name>, ".wh..wh..opq" removes from its directory
+// (unless that is a symlink or a file) every path whose name no entry of
+// this tar wrote, other top-level ".wh..wh." names (aufs metadata) are
+// skipped except the regular files of ".wh..wh.plnk", whose hard links
+// become copies, an entry replaces whatever is at its path unless both
+// are directories (a PAX global header too, writing nothing), and
+// directory times are set after all entries, through what each name
+// leads to then (a name that leads nowhere fails the apply). Owners are
+// mapped container→host through opts.IDMap.
 //
 // Nothing is ever written, linked or removed outside dir: names and hard
-// link targets that climb out of it, and symlinks whose target climbs out
-// of it, fail the apply; symlinks met inside a path, whether written by
-// this tar or already in dir, resolve as if dir were "/" (as under
-// Moby's chroot). Any error aborts the apply, leaving dir partly written.
+// link targets that climb out of it, symlinks whose target climbs out of
+// it, and whiteouts of "", "." or ".." fail the apply with ErrEscape;
+// symlinks met inside a path, whether written by this tar or already in
+// dir, resolve as if dir were "/" (as under Moby's chroot). Unlike Moby,
+// sparse files are refused (their holes could demand terabytes), and a
+// stream without an end-of-archive zero block after its last entry (cut
+// at an entry boundary) fails with io.ErrUnexpectedEOF. Any error aborts
+// the apply, leaving dir partly written.
 //
-// It returns the sum of the entries' content sizes, as Moby's ApplyDiff.
+// It returns the sum of the entries' content sizes, as Moby's ApplyDiff
+// (which also adds the size field of header-only entries, normally 0).
 func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err error) {
 	rootfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -66,17 +77,17 @@ func newApplier(rootfd int, opts ApplyOptions) *applier {
 		opts:    opts,
 		cacheFd: -1,
 		seed:    maphash.MakeSeed(),
-		fresh:   make(map[uint64]struct{}),
-		kept:    make(map[uint64]struct{}),
+		written: make(map[uint64]struct{}),
 		known:   make(map[uint64]dirFacts),
 		buf:     make([]byte, copyBufSize),
 	}
 }
 
 // applier is the state of one ApplyLayer. Besides the directory times it
-// keeps hashes of the paths it wrote, but only of those directly inside
-// directories that existed before (children of directories it created are
-// known to be its own), for ".wh..wh..opq".
+// keeps a hash of the name of every entry it wrote, as Moby's
+// unpackedPaths, for ".wh..wh..opq": a directory this apply created may
+// still hold what it did not write under that name (entries written
+// through a symlink into it, implied directories), so it walks those too.
 type applier struct {
 	root     int
 	opts     ApplyOptions
@@ -85,8 +96,8 @@ type applier struct {
 	cacheRel string // the parent directory last resolved ...
 	cacheFd  int    // ... and its O_PATH descriptor, or -1
 	seed     maphash.Seed
-	fresh    map[uint64]struct{} // directories this apply created
-	kept     map[uint64]struct{} // paths written inside pre-existing dirs
+	written  map[uint64]struct{} // names of the entries this apply wrote
+	aufs     *aufsLinks          // .wh..wh.plnk files, nil until one comes
 	dirs     []dirTimes
 	buf      []byte
 
@@ -95,6 +106,7 @@ type applier struct {
 	root0       dirFacts
 	rootChecked bool
 	staleCache  bool // drop the cached parent before the next lookup
+	removed     bool // something was removed or replaced
 	cred        creds
 	credsRead   bool
 }
@@ -106,16 +118,20 @@ type dirTimes struct {
 
 func (a *applier) close() {
 	a.invalidate(".")
+	a.aufs.close()
 	unix.Close(a.root)
 }
 
 func (a *applier) run(layer io.Reader) error {
-	tr := &trailerReader{r: layer}
-	rd := tar.NewReader(tr)
+	cr := &countingReader{r: layer}
+	rd := tar.NewReader(cr)
+	var dataEnd int64 // stream offset where the last entry's content ends
 	for {
 		hdr, err := rd.Next()
 		if errors.Is(err, io.EOF) {
-			if !tr.endsWithZeroBlock() {
+			// archive/tar also ends cleanly at an entry boundary; only a
+			// zero block after the last entry is an end-of-archive marker.
+			if cr.n > 0 && cr.n-dataEnd < blockSize {
 				return fmt.Errorf("tar ends without end-of-archive marker: %w", io.ErrUnexpectedEOF)
 			}
 			break
@@ -126,7 +142,11 @@ func (a *applier) run(layer io.Reader) error {
 		if a.entries++; a.entries > a.opts.MaxEntries {
 			return fmt.Errorf("tar has more than %d entries", a.opts.MaxEntries)
 		}
-		a.size += hdr.Size
+		data := dataSize(hdr)
+		dataEnd = addClamped(cr.n, addClamped(data, (blockSize-data%blockSize)%blockSize))
+		// Content the stream really held (checked by the reads): unlike
+		// Moby's sum of hdr.Size it cannot overflow.
+		a.size += data
 		if err := a.entry(hdr, rd); err != nil {
 			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
@@ -134,10 +154,27 @@ func (a *applier) run(layer io.Reader) error {
 	return a.restoreDirTimes()
 }
 
-func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
-	if hdr.Typeflag == tar.TypeXGlobalHeader {
-		return nil
+const blockSize = 512
+
+// dataSize is how many content bytes follow hdr in the stream:
+// archive/tar ignores the size of header-only entries.
+func dataSize(hdr *tar.Header) int64 {
+	switch hdr.Typeflag {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		return 0
 	}
+	return hdr.Size
+}
+
+// addClamped adds non-negative a and b, saturating at math.MaxInt64.
+func addClamped(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
 	if isSparse(hdr) {
 		// Moby would expand the holes: a few bytes of tar could demand
 		// terabytes of disk.
@@ -148,15 +185,22 @@ func (a *applier) entry(hdr *tar.Header, content io.Reader) error {
 		return err
 	}
 	dir, base := splitRel(rel)
+	if rel != "." {
+		if err := a.impliedDir(dir); err != nil {
+			return err
+		}
+	}
 	switch {
-	case rel != whiteoutOpaque && strings.HasPrefix(rel, whiteoutMeta):
-		return nil // aufs metadata such as .wh..wh.plnk/<inode>
+	case isAufsMeta(hdr.Name) && rel != whiteoutOpaque:
+		return a.aufsMeta(rel, hdr, content)
 	case base == whiteoutOpaque:
 		return a.opaque(dir)
-	case strings.HasPrefix(base, whiteoutMeta):
-		return nil
 	case strings.HasPrefix(base, whiteoutPrefix):
 		return a.whiteout(dir, base[len(whiteoutPrefix):])
+	case hdr.Typeflag == tar.TypeXGlobalHeader:
+		return a.globalHeader(rel)
+	case hdr.Typeflag == tar.TypeLink && isAufsLink(hdr.Linkname):
+		return a.aufsLink(rel, hdr)
 	}
 	return a.create(rel, hdr, content)
 }
@@ -232,7 +276,6 @@ func (a *applier) openDir(rel string, create bool) (int, error) {
 		if err := a.impliedDirMeta(pfd, base); err != nil {
 			return -1, fmt.Errorf("mkdir %s: %w", rel, err)
 		}
-		a.record(rel, true)
 	}
 	if fd, err = resolveDir(a.root, rel); err != nil {
 		return -1, fmt.Errorf("resolve %s: %w", rel, err)
@@ -250,129 +293,49 @@ func (a *applier) impliedDirMeta(pfd int, base string) error {
 			return err
 		}
 	}
-	return unix.Fchmodat(pfd, base, 0o755, 0)
-}
-
-func (a *applier) hash(rel string) uint64 { return maphash.String(a.seed, rel) }
-
-func (a *applier) isFresh(rel string) bool {
-	_, ok := a.fresh[a.hash(rel)]
-	return ok
-}
-
-// record notes that this apply wrote rel (freshDir: as a new directory).
-func (a *applier) record(rel string, freshDir bool) {
-	if dir, _ := splitRel(rel); !a.isFresh(dir) {
-		a.kept[a.hash(rel)] = struct{}{}
-	}
-	if freshDir {
-		a.fresh[a.hash(rel)] = struct{}{}
-	}
-}
-
-// forget notes that rel was removed or replaced.
-func (a *applier) forget(rel string) {
-	a.invalidate(rel)
-	delete(a.fresh, a.hash(rel))
-}
-
-func (a *applier) whiteout(dir, name string) error {
-	if name == "" || name == "." || name == ".." {
-		return fmt.Errorf("invalid whiteout of %q: %w", name, errEscape)
-	}
-	pfd, err := a.parent(dir, false)
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-		return nil // nothing there to delete
-	}
-	if err != nil {
+	// 0755 whatever the umask, keeping the setgid bit a setgid parent
+	// passes on (Moby's MkdirAll under umask 0 makes the same).
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
-	return a.remove(pfd, name, joinRel(dir, name))
+	if mode := 0o755 | st.Mode&unix.S_ISGID; st.Mode&0o7777 != mode {
+		return unix.Fchmodat(pfd, base, mode, 0)
+	}
+	return nil
 }
 
-// remove removes name (at rel) in directory pfd. Removing a directory
-// may invalidate known facts and the cached parent under other names.
-func (a *applier) remove(pfd int, name, rel string) error {
-	a.forget(rel)
-	err := unix.Unlinkat(pfd, name, 0)
-	if err == nil || errors.Is(err, unix.ENOENT) {
-		return nil
+// restoreDirTimes sets the times of each directory entry as Moby does at
+// the end: on what the name leads to now, following symlinks (inside the
+// root), and failing the apply when it leads nowhere (the directory was
+// removed or replaced by a dangling symlink later in the tar). While
+// nothing was removed, every name still is the directory it made.
+func (a *applier) restoreDirTimes() error {
+	for _, d := range a.dirs {
+		var err error
+		if a.removed {
+			err = a.setTimesFollow(d.rel, d.ts)
+		} else {
+			dir, base := splitRel(d.rel)
+			var pfd int
+			if pfd, err = a.parent(dir, false); err == nil {
+				err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: set times: %w", d.rel+"/", err)
+		}
 	}
-	if !errors.Is(err, unix.EISDIR) {
-		return fmt.Errorf("unlink %s: %w", name, err)
-	}
-	// The cached parent may be it or below it under another name
-	// (through a symlink): drop it once the current entry is done.
-	a.forgetFacts()
-	a.staleCache = true
-	return removeAt(pfd, name)
+	return nil
 }
 
-// opaque removes from dir everything this apply did not write.
-func (a *applier) opaque(dir string) error {
-	if a.isFresh(dir) {
-		return nil // created by this tar: holds nothing else
-	}
-	fd, err := a.openDir(dir, true)
+func (a *applier) setTimesFollow(rel string, ts [2]unix.Timespec) error {
+	fd, err := resolveAny(a.root, rel)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	a.forgetFacts() // clearDir may remove directories
-	a.staleCache = true
-	return a.clearDir(fd, dir)
-}
-
-func (a *applier) clearDir(pathfd int, dir string) error {
-	dfd, err := unix.Openat(pathfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	f := os.NewFile(uintptr(dfd), dir)
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("read dir %s: %w", dir, err)
-	}
-	for _, n := range names {
-		child := joinRel(dir, n)
-		if _, ok := a.kept[a.hash(child)]; !ok {
-			if err := removeAt(dfd, n); err != nil {
-				return fmt.Errorf("opaque %s: %w", dir, err)
-			}
-			continue
-		}
-		if a.isFresh(child) {
-			continue
-		}
-		cfd, err := unix.Openat(dfd, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
-			continue // a file or symlink this tar wrote
-		}
-		if err != nil {
-			return fmt.Errorf("open %s: %w", child, err)
-		}
-		err = a.clearDir(cfd, child)
-		unix.Close(cfd)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (a *applier) restoreDirTimes() error {
-	for _, d := range a.dirs {
-		dir, base := splitRel(d.rel)
-		pfd, err := a.parent(dir, false)
-		if err == nil {
-			err = unix.UtimesNanoAt(pfd, base, d.ts[:], unix.AT_SYMLINK_NOFOLLOW)
-		}
-		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("set times of %s: %w", d.rel, err)
-		}
-	}
-	return nil
+	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), ts[:], 0)
 }
 
 // tarTimes returns the atime and mtime of hdr as Moby sets them: atime no
@@ -394,44 +357,17 @@ func toTimespec(t time.Time) unix.Timespec {
 	return unix.NsecToTimespec(t.UnixNano())
 }
 
-// trailerReader remembers the last 512 bytes read, to tell a tar that
-// ends with its end-of-archive zero blocks from one cut at an entry
-// boundary (which archive/tar takes for a clean end).
-type trailerReader struct {
-	r    io.Reader
-	n    int64
-	last [512]byte
-	pos  int
+// countingReader counts the bytes read: archive/tar reads exactly the
+// blocks it needs, so the count is its position in the stream.
+type countingReader struct {
+	r io.Reader
+	n int64
 }
 
-func (t *trailerReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	t.n += int64(n)
-	b := p[:n]
-	if len(b) >= len(t.last) {
-		b = b[len(b)-len(t.last):]
-	}
-	for len(b) > 0 {
-		c := copy(t.last[t.pos:], b)
-		b, t.pos = b[c:], (t.pos+c)%len(t.last)
-	}
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
 	return n, err
-}
-
-// endsWithZeroBlock: an empty stream counts as an empty layer.
-func (t *trailerReader) endsWithZeroBlock() bool {
-	if t.n == 0 {
-		return true
-	}
-	if t.n < int64(len(t.last)) {
-		return false
-	}
-	for _, c := range t.last {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // logXattrErr logs an xattr the filesystem refused (Moby ignores EPERM

@@ -19,8 +19,16 @@ const (
 	maxSymlink = 40 // symlinks followed in one resolution, as the kernel
 )
 
+// ErrEscape is wrapped by ApplyLayer's error when the tar is refused
+// because an entry would reach outside the layer root, or name no child of
+// its directory: a name, a hard link target or a relative symlink target
+// climbing above the root, a whiteout of "", "." or "..". Moby's
+// chrootarchive applies some of these (under its chroot "/.." is "/"; a
+// whiteout ".wh.." deletes the parent directory).
+var ErrEscape = errors.New("path escapes the layer root")
+
 var (
-	errEscape = errors.New("path escapes the layer root")
+	errEscape = ErrEscape
 	// noOpenat2 is set once openat2(2) turned out to be unavailable (Linux
 	// before 5.6, or a seccomp filter); resolution then walks by hand.
 	noOpenat2 atomic.Bool
@@ -224,4 +232,74 @@ func removeChildren(dirfd int, name string) error {
 			return fmt.Errorf("read dir %s: %w", name, err)
 		}
 	}
+}
+
+// resolveAny opens rel below rootfd as an O_PATH descriptor of whatever
+// it names, following every symlink (the last one too) as if rootfd were
+// "/", and never following /proc magic links.
+func resolveAny(rootfd int, rel string) (int, error) {
+	if !noOpenat2.Load() {
+		how := unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		}
+		for try := 0; try < 16; try++ {
+			fd, err := unix.Openat2(rootfd, rel, &how)
+			if err == nil {
+				return fd, nil
+			}
+			if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+				noOpenat2.Store(true)
+				break
+			}
+			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+				return -1, err
+			}
+		}
+	}
+	for links := 0; links <= maxSymlink; links++ {
+		fd, target, err := openLastNoFollow(rootfd, rel)
+		if err != nil || fd >= 0 {
+			return fd, err
+		}
+		if strings.HasPrefix(target, "/") {
+			rel = target
+		} else {
+			dir, _ := splitRel(rel)
+			rel = dir + "/" + target
+		}
+	}
+	return -1, unix.ELOOP
+}
+
+// openLastNoFollow opens the last component of rel (its directory
+// resolved by resolveByHand) without following it: the O_PATH descriptor,
+// or -1 and the target when it is a symlink.
+func openLastNoFollow(rootfd int, rel string) (int, string, error) {
+	rel = strings.TrimRight(rel, "/")
+	dir, base := splitRel(rel)
+	if base == "" || base == "." || base == ".." {
+		fd, err := resolveByHand(rootfd, rel)
+		return fd, "", err
+	}
+	pfd, err := resolveByHand(rootfd, dir)
+	if err != nil {
+		return -1, "", err
+	}
+	defer unix.Close(pfd)
+	fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+		return fd, "", err
+	}
+	target, err := readlinkFd(fd)
+	unix.Close(fd)
+	return -1, target, err
 }

@@ -19,10 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func requireRoot(t testing.TB) {
+// requireRoot skips a test that needs root (chown, mknod, security
+// xattrs), or fails it under THINLAYER_REQUIRE_KERNEL=1, as CI runs.
+func requireRoot(t testing.TB) { requireRootAs(t, os.Geteuid()) }
+
+func requireRootAs(t testing.TB, euid int) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (chown, mknod, security xattrs)")
+	if euid != 0 {
+		skipOrFailKernel(t, "needs root (chown, mknod, security xattrs)")
 	}
 }
 
@@ -269,6 +273,9 @@ func makeTar(t testing.TB, entries ...te) []byte {
 		if typ == tar.TypeGNUSparse {
 			hdr.Format = tar.FormatGNU
 		}
+		if typ == tar.TypeXGlobalHeader { // archive/tar allows nothing else
+			hdr = &tar.Header{Name: e.name, Typeflag: typ, PAXRecords: e.pax}
+		}
 		if typ == tar.TypeReg {
 			hdr.Size = int64(len(e.body))
 		}
@@ -289,4 +296,33 @@ func listDir(t testing.TB, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// stopRecorder records how a helper ends a test instead of ending it.
+type stopRecorder struct {
+	testing.TB
+	failed, skipped bool
+}
+
+func (r *stopRecorder) Helper()                 {}
+func (r *stopRecorder) Fatalf(string, ...any)   { r.failed = true }
+func (r *stopRecorder) Skipf(string, ...any)    { r.skipped = true }
+func (r *stopRecorder) Skip(...any)             { r.skipped = true }
+func (r *stopRecorder) stoppedBy() (bool, bool) { return r.failed, r.skipped }
+
+// Without root the apply tests skip, but under THINLAYER_REQUIRE_KERNEL=1
+// (CI) they fail: they cannot pass by not running.
+func TestRequireRootFailsUnderRequireKernel(t *testing.T) {
+	for env, wantFail := range map[string]bool{"1": true, "": false} {
+		t.Setenv(requireKernelEnv, env)
+		r := &stopRecorder{TB: t}
+		requireRootAs(r, 1000)
+		if failed, skipped := r.stoppedBy(); failed != wantFail || (!failed && !skipped) {
+			t.Errorf("%s=%q, not root: failed %v skipped %v, want failed %v", requireKernelEnv, env, failed, skipped, wantFail)
+		}
+		r = &stopRecorder{TB: t}
+		if requireRootAs(r, 0); r.failed || r.skipped {
+			t.Errorf("%s=%q, root: stopped the test", requireKernelEnv, env)
+		}
+	}
 }

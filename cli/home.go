@@ -278,21 +278,26 @@ func (h Home) dropReadOnlyPool(ctl *dm.Control, pool string) error {
 // poolIsReadOnly reports whether pool is active with read_only in its
 // table; false when it is not active.
 func poolIsReadOnly(ctl *dm.Control, pool string) (bool, error) {
-	table, err := ctl.Table(pool)
+	tp, err := thinPoolTable(ctl, pool)
 	if errors.Is(err, dm.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	if len(table) != 1 || table[0].Type != dm.TypeThinPool {
-		return false, fmt.Errorf("device %s is not a thin pool", pool)
-	}
-	tp, err := dm.ParseThinPool(table[0].Params)
-	if err != nil {
-		return false, err
-	}
 	return tp.ReadOnly, nil
+}
+
+// thinPoolTable reads and parses the one line of a thin pool's table.
+func thinPoolTable(ctl *dm.Control, pool string) (dm.ThinPool, error) {
+	table, err := ctl.Table(pool)
+	if err != nil {
+		return dm.ThinPool{}, err
+	}
+	if len(table) != 1 || table[0].Type != dm.TypeThinPool {
+		return dm.ThinPool{}, fmt.Errorf("device %s is not a thin pool", pool)
+	}
+	return dm.ParseThinPool(table[0].Params)
 }
 
 // lockHome flocks the home directory as deviceset does (the home lock),

@@ -99,11 +99,7 @@ func openLive(ctl *dm.Control, home, pool string) (*thinmeta.Metadata, func() er
 // keeps its metadata on. The loop device itself is held by the pool, and
 // thinmeta.Open opens devices exclusively.
 func metadataBackingFile(ctl *dm.Control, pool string) (string, error) {
-	table, err := ctl.Table(pool)
-	if err != nil {
-		return "", err
-	}
-	tp, err := dm.ParseThinPool(table[0].Params)
+	tp, err := thinPoolTable(ctl, pool)
 	if err != nil {
 		return "", err
 	}

@@ -167,11 +167,9 @@ func (h Home) dropIdleReadOnlyPool(ctl *dm.Control, pool string) (removed bool, 
 // (<home>/devicemapper/data), else --home when the names match.
 func (h Home) homeOfPool(ctl *dm.Control, pool string) (string, error) {
 	candidates := []string{h.dir()}
-	if table, err := ctl.Table(pool); err == nil {
-		if tp, err := dm.ParseThinPool(table[0].Params); err == nil {
-			if b, err := os.ReadFile("/sys/dev/block/" + tp.DataDev + "/loop/backing_file"); err == nil {
-				candidates = append([]string{filepath.Dir(filepath.Dir(strings.TrimSpace(string(b))))}, candidates...)
-			}
+	if tp, err := thinPoolTable(ctl, pool); err == nil {
+		if b, err := os.ReadFile("/sys/dev/block/" + tp.DataDev + "/loop/backing_file"); err == nil {
+			candidates = append([]string{filepath.Dir(filepath.Dir(strings.TrimSpace(string(b))))}, candidates...)
 		}
 	}
 	for _, home := range candidates {

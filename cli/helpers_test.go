@@ -26,7 +26,12 @@ import (
 	"github.com/thinlayer/thinlayer/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(envChild) != "" {
+		os.Exit(childMain(os.Getenv(envChild), os.Args[1:]))
+	}
+	testutil.Main(m)
+}
 
 // testOpts keep a home small: sparse files on the guest's tmpfs.
 var testOpts = []string{"dm.loopdatasize=1GB", "dm.loopmetadatasize=16MB", "dm.basesize=256MB", "dm.fs=ext4"}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/thinmeta"
@@ -30,7 +32,7 @@ func readPool(ds *deviceset.DeviceSet, usage, check bool) (*poolView, error) {
 		return nil, err
 	}
 	defer ctl.Close()
-	m, release, err := openPoolMetadata(ctl, ds.PoolName())
+	m, release, err := openPoolMetadata(ctl, ds.Home(), ds.PoolName())
 	if err != nil {
 		return nil, fmt.Errorf("read metadata of pool %s: %w", ds.PoolName(), err)
 	}
@@ -55,13 +57,13 @@ func readPool(ds *deviceset.DeviceSet, usage, check bool) (*poolView, error) {
 	return v, nil
 }
 
-func openPoolMetadata(ctl *dm.Control, pool string) (*thinmeta.Metadata, func() error, error) {
+func openPoolMetadata(ctl *dm.Control, home, pool string) (*thinmeta.Metadata, func() error, error) {
 	ro, err := poolIsReadOnly(ctl, pool)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !ro {
-		return thinmeta.OpenLive(ctl, pool, "")
+		return openLive(ctl, home, pool)
 	}
 	file, err := metadataBackingFile(ctl, pool)
 	if err != nil {
@@ -69,6 +71,28 @@ func openPoolMetadata(ctl *dm.Control, pool string) (*thinmeta.Metadata, func() 
 	}
 	m, err := thinmeta.Open(file)
 	return m, func() error { return nil }, err
+}
+
+// openLive reads a live pool's metadata through its one metadata
+// snapshot, holding the home's metadata-snapshot lock from reserve to
+// release (the library's readers take it too) so that concurrent readers
+// take turns instead of failing with EBUSY or releasing each other's.
+func openLive(ctl *dm.Control, home, pool string) (*thinmeta.Metadata, func() error, error) {
+	unlock, err := deviceset.LockMetadataSnapshot(home)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, release, err := thinmeta.OpenLive(ctl, pool, "")
+	if errors.Is(err, unix.EBUSY) {
+		// Under the lock no reader of ours holds one: another tool's, or
+		// one a reader killed before its release left behind.
+		err = fmt.Errorf("%w (another tool holds the pool's metadata snapshot, or a reader was killed holding it: `dmsetup message %s 0 release_metadata_snap` once nothing reads it)", err, pool)
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return m, func() error { defer unlock(); return release() }, nil
 }
 
 // metadataBackingFile is the file under the loop device a read-only pool

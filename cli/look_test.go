@@ -2,12 +2,17 @@ package cli_test
 
 import (
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinlayer/thinlayer/cli"
+	"github.com/thinlayer/thinlayer/deviceset"
 )
 
 // status gives the rows the driver's Status gives, and the pool's usage as
@@ -149,4 +154,32 @@ func TestHomeLockKeepsCommandsOut(t *testing.T) {
 		t.Fatal("layer gone")
 	}
 	closeDriver(t, d)
+}
+
+// Read-only commands leave a home in use as they found it: a layer an
+// engine that takes no home lock (Moby's driver) has mounted under
+// <home>/mnt stays mounted and active through status, ls, check and an
+// export of another layer.
+func TestLooksLeaveEngineMounts(t *testing.T) {
+	h := newHome(t)
+	cfg, err := deviceset.ParseOptions(h.StorageOpts)
+	must(t, err)
+	ds, err := deviceset.New(h.Dir, cfg)
+	must(t, err)
+	mp := filepath.Join(h.Dir, "mnt", "ctr")
+	must(t, os.MkdirAll(mp, 0o755))
+	must(t, ds.MountDevice("ctr", mp, ""))
+	t.Cleanup(func() { _ = unix.Unmount(mp, unix.MNT_DETACH) })
+	ds.Release() // as Moby's driver: mounted, no lock held
+	for _, args := range [][]string{{"status"}, {"ls"}, {"check"}, {"export", "mod", "-o", filepath.Join(t.TempDir(), "x.tar")}} {
+		if rc, _, errOut := run(t, nil, append(args, "--home", h.Dir)...); rc != 0 {
+			t.Errorf("%v: rc %d: %s", args, rc, errOut)
+		}
+		if m, _ := isMounted(mp); !m {
+			t.Fatalf("%v unmounted the engine's mount %s", args, mp)
+		}
+		if _, err := os.Stat(filepath.Join(mp, "rootfs", "data.bin")); err != nil {
+			t.Fatalf("after %v: %v", args, err)
+		}
+	}
 }

@@ -74,11 +74,11 @@ func openPoolMetadata(ctl *dm.Control, home, pool string) (*thinmeta.Metadata, f
 }
 
 // openLive reads a live pool's metadata through its one metadata
-// snapshot, holding the home's metadata-snapshot lock from reserve to
+// snapshot, holding the home's look lock from reserve to
 // release (the library's readers take it too) so that concurrent readers
 // take turns instead of failing with EBUSY or releasing each other's.
 func openLive(ctl *dm.Control, home, pool string) (*thinmeta.Metadata, func() error, error) {
-	unlock, err := deviceset.LockMetadataSnapshot(home)
+	unlock, err := deviceset.LockLook(home)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -39,21 +39,22 @@ type PoolUsage struct {
 }
 
 // Status reports the home's driver status and pool usage.
-func (h Home) Status() (*StatusReport, error) {
-	ds, err := h.openReadOnly()
-	if err != nil {
-		return nil, err
-	}
-	defer ds.Shutdown()
-	s, err := ds.Status()
-	if err != nil {
-		return nil, fmt.Errorf("status of home %s: %w", h.dir(), err)
-	}
-	ro, err := poolTableReadOnly(ds)
-	if err != nil {
-		return nil, err
-	}
-	return &StatusReport{Driver: statusRows(s), Pool: poolUsage(s, ro)}, nil
+// The home is left as found (look: Leave, not Shutdown, which would
+// unmount and deactivate what an engine has up).
+func (h Home) Status() (r *StatusReport, err error) {
+	err = h.look(func(ds *deviceset.DeviceSet) error {
+		s, err := ds.Status()
+		if err != nil {
+			return fmt.Errorf("status of home %s: %w", h.dir(), err)
+		}
+		ro, err := poolTableReadOnly(ds)
+		if err != nil {
+			return err
+		}
+		r = &StatusReport{Driver: statusRows(s), Pool: poolUsage(s, ro)}
+		return nil
+	})
+	return r, err
 }
 
 func poolTableReadOnly(ds *deviceset.DeviceSet) (bool, error) {

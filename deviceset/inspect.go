@@ -65,10 +65,16 @@ func (ds *DeviceSet) Leave() error {
 
 // ProbeBase reads the filesystem superblock of the base device. A base
 // device that is not active is activated for the look and deactivated
-// after; on a read-only home its pool refuses writes throughout.
+// after (under the look lock: another reader's probe may be under way);
+// on a read-only home its pool refuses writes throughout.
 func (ds *DeviceSet) ProbeBase() (fsutil.FSInfo, error) {
 	ds.layers.Lock("")
 	defer ds.layers.Unlock("")
+	unlock, err := LockLook(ds.home)
+	if err != nil {
+		return fsutil.FSInfo{}, fmt.Errorf("base device: %w", err)
+	}
+	defer unlock()
 	info, err := ds.lookup("")
 	if err != nil {
 		return fsutil.FSInfo{}, fmt.Errorf("base device: %w", err)

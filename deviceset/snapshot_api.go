@@ -73,12 +73,12 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's
 // metadata. Only one metadata snapshot can be held at a time: txMu keeps
-// our own readers from colliding, the metadata-snapshot lock those of
-// other processes (see LockMetadataSnapshot).
+// our own readers from colliding, the look lock those of
+// other processes (see LockLook).
 func (ds *DeviceSet) mappedBlocksOffline(id int) (uint64, error) {
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
-	unlock, err := LockMetadataSnapshot(ds.home)
+	unlock, err := LockLook(ds.home)
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinlayer/thinlayer/deviceset"
 )
@@ -250,10 +251,28 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (Usage, error) {
 		return Usage{}, fmt.Errorf("usage of %q: %w", key, err)
 	}
 	n, err := s.ds.BytesOverParent(id, parentID)
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EOPNOTSUPP) {
+		n, err = s.mappedFallback(key, id, err)
+	}
 	if err != nil {
 		return Usage{}, fmt.Errorf("usage of %q: %w", key, err)
 	}
 	return Usage{Size: int64(n)}, nil
+}
+
+// mappedFallback answers Usage when the pool gives no metadata snapshot:
+// another tool holds its one snapshot (EBUSY), or a read-only pool serves
+// no messages (EOPNOTSUPP). CRI asks every snapshot's Usage every few
+// seconds: an active device's mapped bytes, its parent's included, come
+// from the thin target's status and are an upper bound. A device that is
+// not active has no status: err stands.
+func (s *Snapshotter) mappedFallback(key, id string, err error) (uint64, error) {
+	n, merr := s.ds.MappedBytes(id)
+	if merr != nil {
+		return 0, err
+	}
+	s.log.WithError(err).WithField("key", key).Warn("usage: all the snapshot's mapped bytes, its parent's included")
+	return n, nil
 }
 
 // Mounts activates the device of an active or view snapshot (without

@@ -2,6 +2,7 @@ package snapshotter_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -45,6 +46,7 @@ func TestUsageExcludesParent(t *testing.T) {
 	writeFile(t, dir, "small", string(bytes.Repeat([]byte("c"), small)))
 	unix.Sync()
 	active := usage(t, s, "c") // active and mounted
+	checkUsageWithoutMetadataSnapshot(t, s, big)
 	unmount(t, dir)
 	if err := s.Commit(ctx, "C", "c"); err != nil {
 		t.Fatal(err)
@@ -79,6 +81,35 @@ func TestUsageExcludesParent(t *testing.T) {
 	}
 	if u := usage(t, s, "C"); u.Inodes != 0 {
 		t.Errorf("usage of C: %d inodes, want 0 (not counted for block devices)", u.Inodes)
+	}
+}
+
+// checkUsageWithoutMetadataSnapshot: while another tool holds the pool's
+// one metadata snapshot, the active snapshot "c" still answers (CRI polls
+// the usage of every snapshot) with its thin device's mapped bytes, its parent's
+// included; the committed "P", whose device is not active, fails with
+// EBUSY.
+func checkUsageWithoutMetadataSnapshot(t *testing.T, s *snapshotter.Snapshotter, parentBytes int64) {
+	t.Helper()
+	c, err := dm.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool := s.DeviceSet().PoolName()
+	if err := c.ReserveMetadataSnap(pool); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.ReleaseMetadataSnap(pool); err != nil {
+			t.Error(err)
+		}
+	}()
+	if u, err := s.Usage(ctx, "c"); err != nil || u.Size < parentBytes {
+		t.Errorf("Usage(c) while the metadata snapshot is taken: %+v, %v; want all its mapped bytes (over %d)", u, err, parentBytes)
+	}
+	if _, err := s.Usage(ctx, "P"); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("Usage(P) while the metadata snapshot is taken: %v, want EBUSY", err)
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -25,9 +27,13 @@ type layerEntry struct {
 	dir  bool
 }
 
-func layerFile(name string, mode int64, body []byte) layerEntry { return layerEntry{name: name, mode: mode, body: body} }
-func layerDir(name string) layerEntry                           { return layerEntry{name: name, mode: 0o755, dir: true} }
-func layerLink(name, target string) layerEntry               { return layerEntry{name: name, mode: 0o777, link: target} }
+func layerFile(name string, mode int64, body []byte) layerEntry {
+	return layerEntry{name: name, mode: mode, body: body}
+}
+func layerDir(name string) layerEntry { return layerEntry{name: name, mode: 0o755, dir: true} }
+func layerLink(name, target string) layerEntry {
+	return layerEntry{name: name, mode: 0o777, link: target}
+}
 
 // layerTar is an uncompressed layer tar of entries, in order.
 func layerTar(t *testing.T, entries []layerEntry) []byte {
@@ -151,9 +157,13 @@ func writeOCIArchive(t *testing.T, path, name string, layers [][]layerEntry) []s
 // below; above it a small file, a changed file and a whiteout.
 func testImageLayers(t *testing.T) [][]layerEntry {
 	t.Helper()
+	const need = "the image needs a static busybox (Debian package busybox-static; make deps installs it)"
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		t.Fatalf("the image needs a static busybox (Debian package busybox-static; make deps installs it): %v", err)
+		t.Fatalf("%s: %v", need, err)
+	}
+	if f, err := elf.NewFile(bytes.NewReader(bb)); err != nil || slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP }) {
+		t.Fatalf("%s: /bin/busybox is not a static executable (%v)", need, err)
 	}
 	base := []layerEntry{layerDir("bin"), layerDir("etc"), layerDir("tmp"), layerDir("data"), layerDir("proc"), layerDir("sys"), layerDir("dev"), layerDir("root"),
 		layerFile("bin/busybox", 0o755, bb)}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/thinlayer/thinlayer/deviceset"
 )
@@ -219,17 +220,59 @@ func (s *Snapshotter) Update(ctx context.Context, info Info, fieldpaths ...strin
 	return out, err
 }
 
-// Usage is what the snapshot's thin device holds in the pool.
+// Usage is what the snapshot takes in the pool beyond its parent, as
+// containerd defines it: the bytes of the data blocks its thin device maps
+// that its parent's (the base device's, for a snapshot without parent)
+// does not map at the same place. Read from a metadata snapshot of the
+// pool, as thin_delta reads it. Inodes stays 0: counting them would mean
+// mounting the filesystem.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (Usage, error) {
-	r, err := s.get(ctx, key)
-	if err != nil {
+	if err := ctxErr(ctx); err != nil {
 		return Usage{}, err
 	}
-	n, err := s.ds.MappedBytes(r.ID)
+	var id, parentID string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, key)
+		if err != nil {
+			return err
+		}
+		id = r.ID
+		if r.Info.Parent == "" {
+			return nil
+		}
+		p, err := getRecord(tx, r.Info.Parent)
+		if err != nil {
+			return fmt.Errorf("parent: %w", err)
+		}
+		parentID = p.ID
+		return nil
+	})
+	if err != nil {
+		return Usage{}, fmt.Errorf("usage of %q: %w", key, err)
+	}
+	n, err := s.ds.BytesOverParent(id, parentID)
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EOPNOTSUPP) {
+		n, err = s.mappedFallback(key, id, err)
+	}
 	if err != nil {
 		return Usage{}, fmt.Errorf("usage of %q: %w", key, err)
 	}
 	return Usage{Size: int64(n)}, nil
+}
+
+// mappedFallback answers Usage when the pool gives no metadata snapshot:
+// another tool holds its one snapshot (EBUSY), or a read-only pool serves
+// no messages (EOPNOTSUPP). CRI asks every snapshot's Usage every few
+// seconds: an active device's mapped bytes, its parent's included, come
+// from the thin target's status and are an upper bound. A device that is
+// not active has no status: err stands.
+func (s *Snapshotter) mappedFallback(key, id string, err error) (uint64, error) {
+	n, merr := s.ds.MappedBytes(id)
+	if merr != nil {
+		return 0, err
+	}
+	s.log.WithError(err).WithField("key", key).Warn("usage: all the snapshot's mapped bytes, its parent's included")
+	return n, nil
 }
 
 // Mounts activates the device of an active or view snapshot (without

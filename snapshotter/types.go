@@ -41,8 +41,9 @@ type Info struct {
 	Updated time.Time
 }
 
-// Usage is what a snapshot's device holds. Inodes is not known for a
-// block device without mounting it and stays 0.
+// Usage is what a snapshot takes beyond its parent (see
+// Snapshotter.Usage). Inodes is not known for a block device without
+// mounting it and stays 0.
 type Usage struct {
 	Inodes int64
 	Size   int64

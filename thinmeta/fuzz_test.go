@@ -43,8 +43,9 @@ func FuzzOpen(f *testing.F) {
 func exercise(m *thinmeta.Metadata) {
 	_ = m.Superblock()
 	devs, _ := m.Devices()
-	for _, d := range devs {
+	for i, d := range devs {
 		_ = m.Mappings(d.ID, func(thinmeta.Mapping) error { return nil })
+		_, _ = m.Delta(devs[(i+1)%len(devs)].ID, d.ID)
 	}
 	_, _ = m.DevicesWithUsage()
 	for _, p := range m.Check() {

@@ -90,16 +90,29 @@ func serveSnapshotter(t *testing.T, dir string) (*snapshotter.Snapshotter, strin
 // plugin, and leaves out the plugins that want a real host: CRI, and the
 // built-in snapshotters that need their own filesystems or pools.
 func containerdConfig(dir, proxySock string) string {
+	return baseConfig(dir, "io.containerd.snapshotter.v1.devmapper") + fmt.Sprintf(`
+[proxy_plugins.thinlayer]
+  type = "snapshot"
+  address = %q
+`, proxySock)
+}
+
+// baseConfig is containerd's configuration with everything under dir and
+// CRI, the btrfs, zfs and aufs snapshotters and disabled left out.
+func baseConfig(dir string, disabled ...string) string {
+	var extra strings.Builder
+	for _, p := range disabled {
+		fmt.Fprintf(&extra, "  %q,\n", p)
+	}
 	return fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
 disabled_plugins = [
   "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.aufs",
-]
+%[6]s]
 
 [grpc]
   address = %[3]q
@@ -109,12 +122,8 @@ disabled_plugins = [
 
 [plugins."io.containerd.internal.v1.opt"]
   path = %[5]q
-
-[proxy_plugins.thinlayer]
-  type = "snapshot"
-  address = %[6]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "containerd.sock"),
-		filepath.Join(dir, "containerd.sock.ttrpc"), filepath.Join(dir, "opt"), proxySock)
+		filepath.Join(dir, "containerd.sock.ttrpc"), filepath.Join(dir, "opt"), extra.String())
 }
 
 // daemon is a running containerd.
@@ -128,9 +137,17 @@ type daemon struct {
 // a wait) at test end.
 func startContainerd(t *testing.T, bin, ctr, dir, proxySock string) *daemon {
 	t.Helper()
+	return startContainerdWith(t, bin, ctr, dir, containerdConfig(dir, proxySock))
+}
+
+// startContainerdWith starts containerd with config, which must put its
+// socket at <dir>/containerd.sock. The sbin directories join its PATH:
+// runc, mkfs and dmsetup live there.
+func startContainerdWith(t *testing.T, bin, ctr, dir, config string) *daemon {
+	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "containerd.sock"), log: filepath.Join(dir, "containerd.log"), ctr: ctr}
 	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(containerdConfig(dir, proxySock)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(d.log)
@@ -139,6 +156,12 @@ func startContainerd(t *testing.T, bin, ctr, dir, proxySock string) *daemon {
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, "--config", cfg)
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/local/sbin:/usr/sbin:/sbin")
+	if _, err := os.Stat("/run/udev/control"); err != nil {
+		// No udevd: without this, the dmsetup that containerd's devmapper
+		// snapshotter runs leaves /dev/mapper nodes to udev ("trust_udev").
+		cmd.Env = append(cmd.Env, "DM_DISABLE_UDEV=1")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start containerd: %v", err)

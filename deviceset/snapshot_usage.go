@@ -1,0 +1,61 @@
+package deviceset
+
+import (
+	"fmt"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/thinmeta"
+)
+
+// BytesOverParent is how much data the layer's thin device maps that the
+// thin device of layer parent ("": the base device) does not map at the
+// same place to the same data block: the blocks it changed or added over
+// parent, as thin_delta counts them. For a snapshot of parent that is the
+// space it takes beyond its parent's, which is containerd's Usage. The
+// mappings are read through a metadata snapshot of the pool (which the
+// kernel commits first, so writes that reached the device count).
+func (ds *DeviceSet) BytesOverParent(hash, parent string) (uint64, error) {
+	info, err := ds.Info(hash)
+	if err != nil {
+		return 0, fmt.Errorf("usage of layer %q: %w", hash, err)
+	}
+	pinfo, err := ds.Info(parent)
+	if err != nil {
+		return 0, fmt.Errorf("usage of layer %q: parent %q: %w", hash, parent, err)
+	}
+	var d thinmeta.Delta
+	var blockSize uint64
+	err = ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
+		blockSize = uint64(m.Superblock().DataBlockSize) * dm.SectorSize
+		d, err = m.Delta(uint32(pinfo.DeviceID), uint32(info.DeviceID))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("usage of layer %q (thin id %d) over %q (thin id %d): %w",
+			hash, info.DeviceID, parent, pinfo.DeviceID, err)
+	}
+	return d.Added() * blockSize, nil
+}
+
+// readPoolMetadata calls fn with the pool's metadata, read through its one
+// metadata snapshot: txMu keeps our own readers from colliding, the look
+// lock those of other processes (see LockLook).
+func (ds *DeviceSet) readPoolMetadata(fn func(m *thinmeta.Metadata) error) error {
+	ds.txMu.Lock()
+	defer ds.txMu.Unlock()
+	unlock, err := LockLook(ds.home)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m, release, err := thinmeta.OpenLive(ds.dm, ds.pool.name, "")
+	if err != nil {
+		return err
+	}
+	err = fn(m)
+	_ = m.Close()
+	if rerr := release(); err == nil {
+		err = rerr
+	}
+	return err
+}

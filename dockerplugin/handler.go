@@ -29,8 +29,10 @@ type Config struct {
 	Logger logrus.FieldLogger
 }
 
-// ErrNotInitialized answers any driver call before /GraphDriver.Init.
-var ErrNotInitialized = errors.New("dockerplugin: GraphDriver.Init has not been called")
+// ErrNotInitialized answers any driver call before /GraphDriver.Init. A
+// dockerd calls Init once, when it starts: a plugin restarted under a
+// running dockerd gets calls and no Init, and the user sees this text.
+var ErrNotInitialized = errors.New("dockerplugin: GraphDriver.Init has not been called: restart dockerd (this plugin process started after it)")
 
 // Handler serves the graphdriver plugin protocol over one driver.
 type Handler struct {

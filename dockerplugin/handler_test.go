@@ -99,10 +99,13 @@ func TestActivate(t *testing.T) {
 	}
 }
 
+// TestCallBeforeInit: a plugin restarted under a running dockerd gets
+// calls and no Init (Docker calls it once per daemon start); the error
+// Docker shows its user says what to do.
 func TestCallBeforeInit(t *testing.T) {
 	srv, _, _ := newTestServer(t, Config{})
 	code, m := post(t, srv, "/GraphDriver.Get", `{"ID":"x"}`)
-	if code != 500 || !strings.Contains(m["Err"].(string), "Init has not been called") {
+	if msg, _ := m["Err"].(string); code != 500 || !strings.Contains(msg, "Init has not been called") || !strings.Contains(msg, "restart dockerd") {
 		t.Fatalf("Get before Init: %d %v", code, m)
 	}
 }

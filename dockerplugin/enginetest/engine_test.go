@@ -29,6 +29,7 @@ type engine struct {
 	env             []string
 	containerd      *proc
 	plugin, dockerd *proc
+	pluginTap       *lineTap // sees every plugin process's log
 }
 
 // requireEngine finds Debian's docker.io and the static busybox the image
@@ -78,6 +79,7 @@ func newBareEngine(t *testing.T, docker string) *engine {
 	dir := t.TempDir()
 	e := &engine{dir: dir, home: filepath.Join(dir, "home"), sock: filepath.Join(dir, "docker.sock"), docker: docker,
 		env: []string{"DOCKER_HOST=unix://" + filepath.Join(dir, "docker.sock"), "DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
+	e.pluginTap = &lineTap{}
 	mountCgroup2(t)
 	e.startContainerd(t)
 	return e
@@ -115,7 +117,7 @@ func (e *engine) startPlugin(t *testing.T) {
 	for _, o := range pluginOpts {
 		args = append(args, "--storage-opt", o)
 	}
-	e.plugin = start(t, "plugin", filepath.Join(e.dir, "plugin.log"), []string{envAsPlugin + "=1"}, self, args...)
+	e.plugin = startTee(t, "plugin", filepath.Join(e.dir, "plugin.log"), []string{envAsPlugin + "=1"}, e.pluginTap, self, args...)
 	e.plugin.waitSocket(t, filepath.Join("/run/docker/plugins", pluginName+".sock"))
 }
 

@@ -1,11 +1,14 @@
 package enginetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,19 +27,33 @@ type proc struct {
 
 func start(t *testing.T, name, log string, env []string, bin string, args ...string) *proc {
 	t.Helper()
+	return startTee(t, name, log, env, nil, bin, args...)
+}
+
+// startTee is start with the output also written to tee, when not nil.
+func startTee(t *testing.T, name, log string, env []string, tee io.Writer, bin string, args ...string) *proc {
+	t.Helper()
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if tee != nil {
+		w := io.MultiWriter(f, tee) // one writer: exec copies both streams through one pipe
+		cmd.Stdout, cmd.Stderr = w, w
+	}
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
+		f.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
 	p := &proc{name: name, log: log, cmd: cmd, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait() // with a tee, the output is copied through f until the exit
+		f.Close()
+		p.exited <- err
+	}()
 	t.Cleanup(func() { p.kill() })
 	return p
 }
@@ -90,4 +107,41 @@ func (p *proc) tail() string {
 		b = b[len(b)-6000:]
 	}
 	return fmt.Sprintf("--- %s log (tail) ---\n%s", p.name, b)
+}
+
+// lineTap watches a daemon's output. Armed, it calls then with the n-th
+// line containing want, from the goroutine that copies the output, so the
+// call comes while the daemon goes on past that line.
+type lineTap struct {
+	mu   sync.Mutex
+	part []byte // an unfinished line
+	want string
+	n    int
+	then func(line string)
+}
+
+func (l *lineTap) arm(want string, n int, then func(line string)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part, l.want, l.n, l.then = nil, want, n, then
+}
+
+func (l *lineTap) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, p...)
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := l.part[:i]
+		l.part = l.part[i+1:]
+		if l.then != nil && bytes.Contains(line, []byte(l.want)) {
+			if l.n--; l.n == 0 {
+				l.then(string(line))
+				l.then = nil
+			}
+		}
+	}
 }

@@ -29,8 +29,11 @@ RACE_PKGS := ./internal/... ./fsutil/... ./loopback/... ./deviceset/... ./docker
 
 # All tests, kernel ones included: test binaries that need device-mapper boot
 # User-Mode Linux themselves when the host kernel has none (testutil.Main).
+# -timeout bounds one test binary, not the run: dockerplugin/enginetest
+# drives real dockerd processes in UML one after another and is the long
+# pole (each docker run is 15-20 s of runc and shim execs there).
 test: deps build vet
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 40m $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	THINLAYER_NO_UML=1 $(GO) test -race -count=1 -timeout 20m -run '$(RACE_HOST_TESTS)' ./graphdriver
 	@$(MAKE) --no-print-directory fuzz-smoke

@@ -21,10 +21,11 @@ import (
 
 const bigImage = "thinlayer/big:1"
 
-// bigLayers is a 4-layer image: busybox, then three layers of 24 MiB of
-// incompressible data each, so that a docker load spends seconds in
-// ApplyDiff. It returns the container command that prints the big files'
-// digests, and what it prints.
+// bigLayers is a 4-layer image: busybox, then three layers of 4 MiB of
+// incompressible data each, so that the ApplyDiff the test kills the
+// plugin in is still reading its tar (seconds in the test kernel). It
+// returns the container command that prints the big files' digests, and
+// what it prints.
 func bigLayers(busybox []byte) (layers [][]entry, script, want string) {
 	layers = [][]entry{imageLayers(busybox)[0]}
 	rng := rand.NewChaCha8([32]byte{'k', 'i', 'l', 'l'})

@@ -82,26 +82,34 @@ func joinRel(dir, name string) string {
 // following symlinks as if rootfd were "/" (so nothing resolves outside
 // it), and never following /proc magic links.
 func resolveDir(rootfd int, rel string) (int, error) {
-	if !noOpenat2.Load() {
-		how := unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		}
-		for try := 0; try < 16; try++ {
-			fd, err := unix.Openat2(rootfd, rel, &how)
-			if err == nil {
-				return fd, nil
-			}
-			if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-				noOpenat2.Store(true)
-				break
-			}
-			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
-				return -1, err
-			}
-		}
+	if fd, ok, err := openInRoot(rootfd, rel, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC); ok {
+		return fd, err
 	}
 	return resolveByHand(rootfd, rel)
+}
+
+// openInRoot is openat2 with RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS,
+// retried on EAGAIN/EINTR; ok is false when the kernel has no openat2 (or
+// a seccomp filter refuses it), and the caller walks by hand.
+func openInRoot(rootfd int, rel string, flags uint64) (fd int, ok bool, err error) {
+	if noOpenat2.Load() {
+		return -1, false, nil
+	}
+	how := unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	for try := 0; try < 16; try++ {
+		fd, err := unix.Openat2(rootfd, rel, &how)
+		if err == nil {
+			return fd, true, nil
+		}
+		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+			noOpenat2.Store(true)
+			return -1, false, nil
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			return -1, true, err
+		}
+	}
+	return -1, false, nil
 }
 
 // resolveByHand is resolveDir without openat2: one component at a time
@@ -238,24 +246,8 @@ func removeChildren(dirfd int, name string) error {
 // it names, following every symlink (the last one too) as if rootfd were
 // "/", and never following /proc magic links.
 func resolveAny(rootfd int, rel string) (int, error) {
-	if !noOpenat2.Load() {
-		how := unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		}
-		for try := 0; try < 16; try++ {
-			fd, err := unix.Openat2(rootfd, rel, &how)
-			if err == nil {
-				return fd, nil
-			}
-			if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-				noOpenat2.Store(true)
-				break
-			}
-			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
-				return -1, err
-			}
-		}
+	if fd, ok, err := openInRoot(rootfd, rel, unix.O_PATH|unix.O_CLOEXEC); ok {
+		return fd, err
 	}
 	for links := 0; links <= maxSymlink; links++ {
 		fd, target, err := openLastNoFollow(rootfd, rel)

@@ -196,11 +196,11 @@ func runExport(c *call) (err error) {
 		return fmt.Errorf("%w: refusing to write a tar to a terminal: use -o FILE or a pipe", ErrUsage)
 	}
 	if c.flags.output != "" && c.flags.output != "-" {
-		f, err := os.OpenFile(c.flags.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			return err
+		f, oerr := os.OpenFile(c.flags.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if oerr != nil {
+			return oerr
 		}
-		defer func() {
+		defer func() { // err is the named result: the export's outcome
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

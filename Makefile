@@ -4,6 +4,8 @@ THINLAYER_REQUIRE_KERNEL ?=
 export THINLAYER_REQUIRE_KERNEL
 PKGS := ./...
 FUZZTIME ?= 10s
+# Crash-test fault points (internal/faults) exist only in test builds.
+TEST_TAGS := -tags thinlayer_faults
 
 .PHONY: all build deps test unit vet fuzz bench clean demo
 
@@ -19,6 +21,7 @@ deps:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet $(TEST_TAGS) $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	@! grep -rn --include='*.go' -E 'exec\.Command(Context)?\([^)]*"(dmsetup|losetup)"' $$(find . -name '*.go' ! -name '*_test.go') || { echo "the library must not exec dmsetup/losetup"; exit 1; }
 
@@ -33,8 +36,8 @@ RACE_PKGS := ./internal/... ./fsutil/... ./loopback/... ./deviceset/... ./docker
 # drives real dockerd processes in UML one after another and is the long
 # pole (each docker run is 15-20 s of runc and shim execs there).
 test: deps build vet
-	$(GO) test -count=1 -timeout 40m $(PKGS)
-	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	$(GO) test $(TEST_TAGS) -count=1 -timeout 40m $(PKGS)
+	$(GO) test $(TEST_TAGS) -race -count=1 -timeout 20m $(RACE_PKGS)
 	THINLAYER_NO_UML=1 $(GO) test -race -count=1 -timeout 20m -run '$(RACE_HOST_TESTS)' ./graphdriver
 	@$(MAKE) --no-print-directory fuzz-smoke
 	cd compat && $(GO) vet ./... && $(GO) test -count=1 -timeout 40m ./...

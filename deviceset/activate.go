@@ -12,6 +12,7 @@ import (
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // udevFlags spare udev the rules a layer's device doesn't need: no disk
@@ -55,7 +56,7 @@ func (ds *DeviceSet) activate(info *DevInfo) (string, error) {
 // createDevice creates, loads and resumes the layer's device; an error
 // matching unix.EBUSY when one of its name is there already.
 func (ds *DeviceSet) createDevice(info *DevInfo) (string, error) {
-	if err := faultPoint("activate"); err != nil {
+	if err := faults.Point("activate"); err != nil {
 		return "", err
 	}
 	create := ds.dm.CreateAndLoad
@@ -178,7 +179,7 @@ func (ds *DeviceSet) deactivate(hash string) error {
 
 func (ds *DeviceSet) deactivateMode(hash string, deferred bool) error {
 	name := ds.deviceName(hash)
-	if err := faultPoint("deactivate"); err != nil {
+	if err := faults.Point("deactivate"); err != nil {
 		return err
 	}
 	var err error
@@ -210,7 +211,7 @@ func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
 	}
 	fsType, err := ds.filesystemOf(dev)
 	if err == nil {
-		err = faultPoint("mount")
+		err = faults.Point("mount")
 	}
 	if err == nil {
 		mount := fsutil.MountLayer
@@ -303,7 +304,7 @@ func (ds *DeviceSet) UnmountDevice(hash, path string) error {
 func (ds *DeviceSet) unmountDevice(hash, path string) ([]string, error) {
 	ds.layers.Lock(hash)
 	defer ds.layers.Unlock(hash)
-	if err := faultPoint("unmount"); err != nil {
+	if err := faults.Point("unmount"); err != nil {
 		return nil, err
 	}
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {

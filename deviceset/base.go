@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // setupBase checks the base device (hash "") or creates it: a thin device
@@ -100,7 +101,7 @@ func (ds *DeviceSet) createBase() error {
 		return err
 	}
 	defer func() { _ = ds.deactivate("") }()
-	if err := faultPoint("base.mkfs"); err != nil {
+	if err := faults.Point("base.mkfs"); err != nil {
 		return err
 	}
 	if err := fsutil.Mkfs(context.Background(), dev, fs, ds.cfg.MkfsArgs); err != nil {
@@ -110,14 +111,14 @@ func (ds *DeviceSet) createBase() error {
 	if err != nil {
 		return fmt.Errorf("create base device: read back filesystem: %w", err)
 	}
-	if err := faultPoint("base.initialized"); err != nil {
+	if err := faults.Point("base.initialized"); err != nil {
 		return err
 	}
 	info.Initialized = true
 	if err := ds.store.saveDevice(info); err != nil {
 		return err
 	}
-	if err := faultPoint("base.uuid"); err != nil {
+	if err := faults.Point("base.uuid"); err != nil {
 		return err
 	}
 	ds.mu.Lock()
@@ -170,7 +171,7 @@ func (ds *DeviceSet) growBase(info *DevInfo) error {
 		return fmt.Errorf("dm.basesize %s is smaller than the base device's %s: it can only grow",
 			units.HumanSize(float64(ds.cfg.BaseSize)), units.HumanSize(float64(info.Size)))
 	}
-	if err := faultPoint("basesize.grow"); err != nil {
+	if err := faults.Point("basesize.grow"); err != nil {
 		return err
 	}
 	g := growRecord{From: info.Size, To: ds.cfg.BaseSize}

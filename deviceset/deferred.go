@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // Deferred deletion (dm.use_deferred_deletion): a layer whose thin device
@@ -178,7 +179,7 @@ func (ds *DeviceSet) markedDeleted() []string {
 // layer's lock held, after its delete message failed with EBUSY.
 func (ds *DeviceSet) markDeleted(info *DevInfo) error {
 	if !info.Deleted {
-		if err := faultPoint("delete.mark"); err != nil {
+		if err := faults.Point("delete.mark"); err != nil {
 			return err
 		}
 		info.Deleted = true

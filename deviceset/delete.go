@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // DeleteDevice removes a layer: its device is deactivated (EBUSY if still
@@ -81,7 +82,7 @@ func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool) error {
 	}
 	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash, DeviceID: info.DeviceID}
 	owner, shared := ds.index().other(info.DeviceID, info.Hash)
-	if err := faultPoint("delete.intent"); err != nil {
+	if err := faults.Point("delete.intent"); err != nil {
 		return err
 	}
 	if err := ds.store.saveTransaction(t); err != nil {
@@ -114,14 +115,14 @@ func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool) error {
 // reports whether the layer's data was destroyed on the way.
 func (ds *DeviceSet) deleteThin(info *DevInfo, discard bool) (destroyed bool, err error) {
 	if discard {
-		if err := faultPoint("delete.discard"); err != nil {
+		if err := faults.Point("delete.discard"); err != nil {
 			return false, err
 		}
 		if destroyed, err = ds.discard(info); err != nil {
 			return destroyed, err
 		}
 	}
-	if err := faultPoint("delete.message"); err != nil {
+	if err := faults.Point("delete.message"); err != nil {
 		return destroyed, err
 	}
 	err = ds.dm.DeleteThin(ds.pool.name, uint32(info.DeviceID))
@@ -135,7 +136,7 @@ func (ds *DeviceSet) deleteThin(info *DevInfo, discard bool) (destroyed bool, er
 // whole), or the next start would finish a delete the caller was told had
 // failed. If even that fails, the next transaction settles it first.
 func (ds *DeviceSet) withdraw(t transaction, cause error) error {
-	err := faultPoint("delete.withdraw")
+	err := faults.Point("delete.withdraw")
 	if err == nil {
 		t.OpenTransactionID = ds.txID
 		err = ds.store.saveTransaction(t)
@@ -173,7 +174,7 @@ func (ds *DeviceSet) discard(info *DevInfo) (bool, error) {
 		return false, err
 	}
 	discarded := false
-	if err = faultPoint("delete.discarding"); err == nil {
+	if err = faults.Point("delete.discarding"); err == nil {
 		discarded, err = blkDiscard(dev, info.Size)
 	}
 	if rerr := ds.dm.Remove(name, udevFlags); rerr != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // A layer's filesystem grows (to a size above its parent's, or the base to
@@ -29,7 +30,7 @@ func (ds *DeviceSet) growDir(hash string) string {
 
 // markGrow records, durably, that hash's filesystem is to grow.
 func (ds *DeviceSet) markGrow(hash string) error {
-	if err := faultPoint("grow.start"); err != nil {
+	if err := faults.Point("grow.start"); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(ds.mntDir(), 0o700); err != nil {
@@ -57,7 +58,7 @@ func (ds *DeviceSet) growFS(info *DevInfo) error {
 	}
 	fsType, err := ds.filesystemOf(dev)
 	if err == nil {
-		err = faultPoint("grow.fs")
+		err = faults.Point("grow.fs")
 	}
 	if err == nil {
 		err = fsutil.GrowFS(context.Background(), fsType, dev, ds.growDir(info.Hash))
@@ -66,7 +67,7 @@ func (ds *DeviceSet) growFS(info *DevInfo) error {
 		err = derr
 	}
 	if err == nil {
-		err = faultPoint("grow.done")
+		err = faults.Point("grow.done")
 	}
 	if err != nil {
 		return fmt.Errorf("grow filesystem of layer %q: %w", info.Hash, err)

@@ -8,6 +8,7 @@ import (
 	units "github.com/docker/go-units"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // AddDevice creates layer hash as a snapshot of baseHash ("" is the base
@@ -190,7 +191,7 @@ func (ds *DeviceSet) prepareOrigin(hash, origin string) (active, redefer bool, e
 // nothing in flight: the message goes out without.
 func (ds *DeviceSet) suspendedAround(origin string, op poolOp) poolOp {
 	return func(id uint32) error {
-		if err := faultPoint("snapshot.suspend"); err != nil {
+		if err := faults.Point("snapshot.suspend"); err != nil {
 			return err
 		}
 		err := ds.dm.Suspend(origin, 0)
@@ -223,7 +224,7 @@ func (ds *DeviceSet) dropIdleOrigin(hash string, cur dm.Info) bool {
 // resumes it (a fault must not leave a mounted filesystem frozen); a kill
 // leaves it suspended, for the next start to resume.
 func (ds *DeviceSet) resumeOrigin(origin string) error {
-	ferr := faultPoint("snapshot.resume")
+	ferr := faults.Point("snapshot.resume")
 	if err := ds.dm.Resume(origin, udevFlags); err != nil {
 		return errors.Join(ferr, fmt.Errorf("resume origin %s: %w", origin, err))
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // settleTransaction finishes or undoes a transaction that a crash left open
@@ -193,13 +194,13 @@ func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
 		if t.DeviceID = ds.allocID(); idx.named(t.DeviceID) {
 			continue
 		}
-		if err := faultPoint("create.intent"); err != nil {
+		if err := faults.Point("create.intent"); err != nil {
 			return err
 		}
 		if err := ds.store.saveTransaction(*t); err != nil {
 			return err
 		}
-		if err := faultPoint("create.message"); err != nil {
+		if err := faults.Point("create.message"); err != nil {
 			ds.settleFailed(*t)
 			return err
 		}
@@ -217,13 +218,13 @@ func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
 
 // commitTx writes the metadata change and moves the pool's transaction id.
 func (ds *DeviceSet) commitTx(t transaction, write func() error) error {
-	if err := faultPoint("tx.metadata"); err != nil {
+	if err := faults.Point("tx.metadata"); err != nil {
 		return err
 	}
 	if err := write(); err != nil {
 		return err
 	}
-	if err := faultPoint("tx.commit"); err != nil {
+	if err := faults.Point("tx.commit"); err != nil {
 		return err
 	}
 	if err := ds.dm.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {

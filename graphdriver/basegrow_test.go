@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
+	"github.com/thinlayer/thinlayer/internal/faults"
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
 // A larger dm.basesize whose grow fails: Init says so, and the home is
@@ -19,6 +20,7 @@ import (
 // grow was made atomic, a failed resize left the DevInfo at the new size:
 // Init with the old dm.basesize then refused the home ("it can only grow").
 func TestBaseGrowFailureLeavesHomeOpenable(t *testing.T) {
+	testutil.RequireFaults(t)
 	cases := []struct {
 		point    string // where the grow fails
 		fsGrown  bool   // the filesystem had grown by then
@@ -38,10 +40,10 @@ func TestBaseGrowFailureLeavesHomeOpenable(t *testing.T) {
 			put(t, d, "old")
 			must(t, d.Cleanup())
 
-			deviceset.ArmFault(c.point, 1, false)
+			faults.Arm(c.point, 1, false)
 			_, err := gd.Init(home, opts("256MB"), gd.IdentityMapping{})
-			deviceset.SetFaultHook(nil)
-			if !errors.Is(err, deviceset.ErrInjected) {
+			faults.SetHook(nil)
+			if !errors.Is(err, faults.ErrInjected) {
 				t.Fatalf("Init growing the base with %s failing: %v", c.point, err)
 			}
 			want := uint64(128 << 20)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/thinlayer/thinlayer/deviceset"
 	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // The diff methods work on mounted trees, as Moby's naive diff driver does:
@@ -122,7 +122,7 @@ func (d *driver) ApplyDiff(id, parent string, diff io.Reader) (size int64, err e
 		return 0, fmt.Errorf("apply diff to layer %q: %w", id, err)
 	}
 	defer stream.Close()
-	if err := deviceset.FaultPoint("applydiff.untar"); err != nil {
+	if err := faults.Point("applydiff.untar"); err != nil {
 		return 0, err
 	}
 	size, err = fsutil.ApplyLayer(root, &faultAfter{r: stream, n: 32 << 10}, fsutil.ApplyOptions{IDMap: d.idMap})
@@ -143,7 +143,7 @@ type faultAfter struct {
 func (f *faultAfter) Read(p []byte) (int, error) {
 	if !f.done && f.n <= 0 {
 		f.done = true
-		if err := deviceset.FaultPoint("applydiff.midstream"); err != nil {
+		if err := faults.Point("applydiff.midstream"); err != nil {
 			return 0, err
 		}
 	}

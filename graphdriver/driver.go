@@ -17,6 +17,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
 
@@ -171,7 +172,7 @@ func (d *driver) mount(id, mp, mountLabel string) error {
 	if err := d.ds.MountDevice(id, mp, mountLabel); err != nil {
 		return err
 	}
-	err = deviceset.FaultPoint("get.prepare")
+	err = faults.Point("get.prepare")
 	if err == nil {
 		err = mkdirOwned(filepath.Join(mp, "rootfs"), uid, gid)
 	}

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
 // A snapshot of a mounted layer suspends it only across the create_snap
@@ -18,6 +19,7 @@ import (
 // suspended; a write and fsync to it complete) all that time, and the
 // snapshot, made after, holds that write.
 func TestSnapshotOriginLiveWhileTxBusy(t *testing.T) {
+	testutil.RequireFaults(t)
 	d := newDriver(t, t.TempDir(), testOptions("ext4"))
 	mustCreate(t, d, "origin", "")
 	root := get(t, d, "origin")
@@ -32,13 +34,13 @@ func TestSnapshotOriginLiveWhileTxBusy(t *testing.T) {
 
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	deviceset.SetFaultHook(func(p string) error {
+	faults.SetHook(func(p string) error {
 		if p == "delete.discard" {
 			once.Do(func() { close(held); <-release })
 		}
 		return nil
 	})
-	defer deviceset.SetFaultHook(nil)
+	defer faults.SetHook(nil)
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	defer releaseOnce()
 

@@ -11,9 +11,10 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 	"github.com/thinlayer/thinlayer/snapshotter"
+	"github.com/thinlayer/thinlayer/testutil"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -65,7 +66,7 @@ func crashChild() {
 	nth, _ := strconv.Atoi(n)
 	s, err := snapshotter.OpenHome(os.Getenv(envCrashHome), optionsFor("ext4"))
 	if err == nil {
-		deviceset.ArmFault(point, nth, true)
+		faults.Arm(point, nth, true)
 		err = op.run(s)
 	}
 	fmt.Fprintf(os.Stderr, "crash child: %s never reached %s (err: %v)\n", op.name, os.Getenv(envCrashPoint), err)
@@ -108,18 +109,19 @@ func recordHits(t *testing.T, op crashOp) []string {
 	defer s.Close()
 	seen := map[string]int{}
 	var hits []string
-	deviceset.SetFaultHook(func(p string) error {
+	faults.SetHook(func(p string) error {
 		seen[p]++
 		hits = append(hits, p+"#"+strconv.Itoa(seen[p]))
 		return nil
 	})
 	err := op.run(s)
-	deviceset.SetFaultHook(nil)
+	faults.SetHook(nil)
 	must(t, err)
 	return hits
 }
 
 func TestCrashWalk(t *testing.T) {
+	testutil.RequireFaults(t)
 	points := map[string]bool{}
 	runs := 0
 	for _, op := range crashOps {
@@ -142,7 +144,7 @@ func TestCrashWalk(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range snapshotter.FaultPoints() {
+	for _, p := range snapshotPoints() {
 		if !points[p] {
 			t.Errorf("fault point %s is reached by no operation of the walk", p)
 		}
@@ -169,10 +171,10 @@ func failInProcess(t *testing.T, home string, op crashOp, h string) bool {
 	s := open(t, home, "ext4")
 	point, n, _ := strings.Cut(h, "#")
 	nth, _ := strconv.Atoi(n)
-	deviceset.ArmFault(point, nth, false)
+	faults.Arm(point, nth, false)
 	err := op.run(s)
-	deviceset.SetFaultHook(nil)
-	if err != nil && !errors.Is(err, deviceset.ErrInjected) {
+	faults.SetHook(nil)
+	if err != nil && !errors.Is(err, faults.ErrInjected) {
 		t.Errorf("%s failed at %s: err = %v, want ErrInjected or success", op.name, h, err)
 	}
 	must(t, s.Close())
@@ -258,4 +260,15 @@ func devInfoIDs(t *testing.T, s *snapshotter.Snapshotter) []int {
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids)
+}
+
+// snapshotPoints: the snapshotter's own points among those registered.
+func snapshotPoints() []string {
+	var own []string
+	for _, p := range faults.Points() {
+		if strings.HasPrefix(p, "snapshotter.") {
+			own = append(own, p)
+		}
+	}
+	return own
 }

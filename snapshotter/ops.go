@@ -10,7 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
-	"github.com/thinlayer/thinlayer/deviceset"
+	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
 // Prepare creates an active (writable) snapshot key of the committed
@@ -333,12 +333,6 @@ func (s *Snapshotter) Walk(ctx context.Context, fn func(context.Context, Info) e
 	return nil
 }
 
-// faultPoint is a step of this package for the crash walk; the points
-// share the DeviceSet's arming (deviceset.ArmFault, THINLAYER_FAULT).
-func faultPoint(name string) error { return deviceset.FaultPoint("snapshotter." + name) }
-
-// FaultPoints names this package's own fault points.
-func FaultPoints() []string {
-	return []string{"snapshotter.prepare.intent", "snapshotter.prepare.device", "snapshotter.prepare.mounts",
-		"snapshotter.commit.tx", "snapshotter.remove.intent", "snapshotter.remove.device"}
-}
+// faultPoint is a step of this package for the crash walk (its names are
+// in faultpoints.go).
+func faultPoint(name string) error { return faults.Point("snapshotter." + name) }

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/internal/faults"
 	"github.com/thinlayer/thinlayer/internal/uml"
 )
 
@@ -97,4 +98,14 @@ func skipOrFail(t testing.TB, reason string) {
 		t.Fatalf("%s (and %s=1 forbids skipping)", reason, EnvRequireKernel)
 	}
 	t.Skip(reason)
+}
+
+// RequireFaults skips (or fails, under THINLAYER_REQUIRE_KERNEL=1) a test
+// that arms crash-test points: they exist only in a build with
+// -tags thinlayer_faults (make test sets it).
+func RequireFaults(t testing.TB) {
+	t.Helper()
+	if !faults.Enabled {
+		skipOrFail(t, "test arms fault points: build with -tags "+faults.Tag)
+	}
 }

@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
+	"github.com/thinlayer/thinlayer/internal/faults"
 	"github.com/thinlayer/thinlayer/testutil"
 )
 
@@ -189,7 +189,7 @@ func crashChild(home string) {
 		}
 	}
 	if err == nil {
-		deviceset.ArmFault(h.point, h.n, true)
+		faults.Arm(h.point, h.n, true)
 		_, err = op.run(home, d, opts)
 	}
 	fmt.Fprintf(os.Stderr, "crash child: %s never reached %s (err: %v)\n", op.name, h, err)
@@ -204,12 +204,13 @@ func TestMain(m *testing.M) {
 }
 
 func TestCrashWalk(t *testing.T) {
+	testutil.RequireFaults(t)
 	w := newWalk(t)
 	points := map[string]bool{}
 	for _, op := range crashOps {
 		w.series(t, op, points)
 	}
-	for _, p := range deviceset.FaultPoints() {
+	for _, p := range faults.Points() {
 		if !points[p] {
 			t.Errorf("fault point %s is reached by no operation of the walk", p)
 		}
@@ -282,7 +283,7 @@ func (w *walk) record(t *testing.T, op crashOp, home string) []hit {
 	var mu sync.Mutex
 	var hits []hit
 	seen := map[string]int{}
-	deviceset.SetFaultHook(func(p string) error {
+	faults.SetHook(func(p string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		seen[p]++
@@ -290,7 +291,7 @@ func (w *walk) record(t *testing.T, op crashOp, home string) []hit {
 		return nil
 	})
 	d2, err := op.run(home, d, op.options(0))
-	deviceset.SetFaultHook(nil)
+	faults.SetHook(nil)
 	if err != nil {
 		t.Fatalf("%s without faults: %v", op.name, err)
 	}
@@ -312,10 +313,10 @@ func (w *walk) failInProcess(t *testing.T, home string, op crashOp, h hit, run i
 			held = op.pre(d)
 		}
 	}
-	deviceset.ArmFault(h.point, h.n, false)
+	faults.Arm(h.point, h.n, false)
 	d2, err := op.run(home, d, op.options(run))
-	deviceset.SetFaultHook(nil)
-	if err != nil && !errors.Is(err, deviceset.ErrInjected) {
+	faults.SetHook(nil)
+	if err != nil && !errors.Is(err, faults.ErrInjected) {
 		t.Errorf("%s failing at %s: error does not carry the injected fault: %v", op.name, h, err)
 	}
 	if d2 == nil {

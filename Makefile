@@ -22,6 +22,7 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet $(TEST_TAGS) $(PKGS)
+	$(GO) mod tidy -diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	@! grep -rn --include='*.go' -E 'exec\.Command(Context)?\([^)]*"(dmsetup|losetup)"' $$(find . -name '*.go' ! -name '*_test.go') || { echo "the library must not exec dmsetup/losetup"; exit 1; }
 

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/thinlayer/thinlayer/internal/buildinfo"
 )
 
 // commandOrder is how help lists the commands.
-var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "demo"}
+var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "demo", "version"}
 
 func (c command) order() int {
 	for i, n := range commandOrder {
@@ -44,6 +46,8 @@ func commands() map[string]command {
 			help: "Moves a stopped Docker's images and containers from its built-in devicemapper driver\n(Docker ≤ 24) to the thinlayer-docker-plugin (--to plugin), or back (--to builtin):\nrenames <data-root>/image/devicemapper to image/NAME and rewrites each container's\nconfig.v2.json Driver, or the reverse. The layers stay in <data-root>/devicemapper, which\nthe plugin serves. Refuses while dockerd runs. Safe to run again after an interruption.\n--data-root defaults to /var/lib/docker, --name (the plugin's) to thinlayer; --home is\nnot used."},
 		{name: "demo", summary: "a tour in a throwaway home (boots User-Mode Linux if needed)", flags: noFlags, run: runDemo, nargs: 0,
 			help: "Makes a small loop-backed home in a temporary directory and walks through the commands:\nimport a generated root filesystem, snapshot it, mount and change it, ls, status, the\nchanges and diff size, export the diff, remove everything, check. --home is ignored."},
+		{name: "version", summary: "thinlayer's version and commit", flags: noFlags, run: runVersion, nargs: 0,
+			help: "Prints the module version and the commit this thinlayer was built from (--json: as an object)."},
 	}
 	m := make(map[string]command, len(list))
 	for _, c := range list {
@@ -276,4 +280,13 @@ func hint(err error) string {
 		}
 	}
 	return ""
+}
+
+func runVersion(c *call) error {
+	in := buildinfo.Read()
+	if c.json {
+		return writeJSON(c.env.Stdout, in)
+	}
+	_, err := fmt.Fprintln(c.env.Stdout, in)
+	return err
 }

@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/thinlayer/thinlayer/internal/buildinfo"
 )
 
 // DefaultHome is the home Docker's own devicemapper driver left: served by
@@ -31,10 +34,15 @@ func Main(args []string, stderr io.Writer) int {
 	sockDir := fs.String("socket-dir", DefaultSocketDir, "where dockerd looks for plugin sockets")
 	home := fs.String("home", DefaultHome, `home to serve whatever Docker asks; "" serves Docker's <data-root>/<name>`)
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	var opts listFlag
 	fs.Var(&opts, "storage-opt", "a dm.* option (repeatable); dockerd's own --storage-opt come after these")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(os.Stdout, buildinfo.Read())
+		return 0
 	}
 	lv, err := logrus.ParseLevel(*level)
 	if err != nil {
@@ -56,7 +64,7 @@ func Main(args []string, stderr io.Writer) int {
 	h := NewHandler(Config{Home: *home, Options: opts, Logger: log})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log.WithField("socket", l.Addr().String()).Info("thinlayer-docker-plugin: serving")
+	log.WithFields(logrus.Fields{"socket": l.Addr().String(), "version": buildinfo.Read().String()}).Info("thinlayer-docker-plugin: serving")
 	if err := Serve(ctx, l, h); err != nil {
 		log.WithError(err).Error("thinlayer-docker-plugin: stopped with an error")
 		return 1

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	units "github.com/docker/go-units"
+	"github.com/sirupsen/logrus"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/fsutil"
@@ -112,6 +113,9 @@ type Config struct {
 	// IdleDevices is how many unmounted layers keep their device active
 	// for a quick next mount (not a Moby option); 0 turns that off.
 	IdleDevices int
+	// Logger receives the DeviceSet's log lines; nil means logrus's
+	// standard logger with storage-driver=devicemapper (Moby's tag).
+	Logger logrus.FieldLogger
 }
 
 // DefaultConfig returns Moby v24.0.9's defaults.
@@ -441,4 +445,11 @@ func joinMountOpts(a, b string) string {
 		return a
 	}
 	return a + "," + b
+}
+
+func (c Config) logger() logrus.FieldLogger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return logrus.WithField("storage-driver", "devicemapper")
 }

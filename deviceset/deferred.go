@@ -25,7 +25,7 @@ const (
 type deleter struct {
 	del     func(hash string) error // deletes one layer; ErrNotFound counts as done
 	pending func() []string         // the layers marked deleted at startup
-	log     *logrus.Entry
+	log     logrus.FieldLogger
 	kick    chan struct{}
 	stop    chan struct{}
 	stopped sync.Once
@@ -39,7 +39,7 @@ func (ds *DeviceSet) startDeleter() {
 	ds.deleter = newDeleter(ds.deleteMarked, ds.markedDeleted, ds.log)
 }
 
-func newDeleter(del func(string) error, pending func() []string, log *logrus.Entry) *deleter {
+func newDeleter(del func(string) error, pending func() []string, log logrus.FieldLogger) *deleter {
 	d := &deleter{del: del, pending: pending, log: log, kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), queued: map[string]bool{}, delay: retryMin}
 	d.done.Add(1)

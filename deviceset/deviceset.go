@@ -33,7 +33,7 @@ var (
 type DeviceSet struct {
 	home   string
 	cfg    Config
-	log    *logrus.Entry
+	log    logrus.FieldLogger
 	ctl    *dm.Control // the control node; closed at Shutdown
 	dm     *dm.Control // ctl, not waiting for udev
 	prefix string
@@ -94,7 +94,7 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 		home:    home,
 		cfg:     cfg,
 		ro:      opts.ReadOnly,
-		log:     logrus.WithField("storage-driver", "devicemapper"),
+		log:     cfg.logger(),
 		store:   store{dir: filepath.Join(home, "metadata")},
 		devices: make(map[string]*DevInfo),
 	}
@@ -221,7 +221,7 @@ func (ds *DeviceSet) initMetadata() error {
 	if err != nil {
 		return err
 	}
-	if ds.meta, err = ds.store.loadSetMetadata(); err != nil {
+	if ds.meta, err = ds.store.loadSetMetadata(ds.log); err != nil {
 		return err
 	}
 	ds.nextID = ds.meta.NextDeviceID

@@ -133,7 +133,7 @@ func (ds *DeviceSet) setupDirectLVM() error {
 type directLVM struct {
 	home string
 	cfg  DirectLVMConfig
-	log  *logrus.Entry
+	log  logrus.FieldLogger
 	udev bool // udev runs: the LVM tools may rely on it
 	// exec runs a program and returns its stdout; its error carries stderr.
 	exec     func(argv []string) ([]byte, error)

@@ -316,11 +316,11 @@ func (s store) removeBaseGrow() error {
 // atomically, so only outside damage does that) is not worth the home: it
 // reads as empty, so ids are searched from 1 and the base device's UUID
 // and filesystem are learnt again from the base device.
-func (s store) loadSetMetadata() (setMetadata, error) {
+func (s store) loadSetMetadata(log logrus.FieldLogger) (setMetadata, error) {
 	var m setMetadata
 	_, err := s.readJSON(deviceSetFile, &m)
 	if errors.Is(err, ErrCorruptMetadata) {
-		logrus.WithField("storage-driver", "devicemapper").WithError(err).Error("home-wide record unreadable; starting it afresh")
+		log.WithError(err).Error("home-wide record unreadable; starting it afresh")
 		return setMetadata{}, nil
 	}
 	return m, err

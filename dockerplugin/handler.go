@@ -13,7 +13,7 @@ import (
 	"github.com/thinlayer/thinlayer/graphdriver"
 )
 
-// InitFunc opens a driver on a home; graphdriver.Init is the default.
+// InitFunc opens a driver on a home; graphdriver.Open is the default.
 type InitFunc func(home string, opts []string, idMap graphdriver.IdentityMapping) (graphdriver.Driver, error)
 
 // Config says which home to serve and how.
@@ -23,7 +23,7 @@ type Config struct {
 	// Options are dm.* options put before the --storage-opt Docker sends,
 	// so Docker's win where both name one.
 	Options []string
-	// Init opens the driver; nil means graphdriver.Init.
+	// Init opens the driver; nil means graphdriver.Open with Logger.
 	Init InitFunc
 	// Logger gets a debug line per request; nil means logrus's standard one.
 	Logger logrus.FieldLogger
@@ -49,11 +49,14 @@ type Handler struct {
 
 // NewHandler returns the protocol's handler; Docker's Init opens the driver.
 func NewHandler(cfg Config) *Handler {
-	if cfg.Init == nil {
-		cfg.Init = graphdriver.Init
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = logrus.StandardLogger()
+	}
+	if cfg.Init == nil {
+		log := cfg.Logger
+		cfg.Init = func(home string, opts []string, idMap graphdriver.IdentityMapping) (graphdriver.Driver, error) {
+			return graphdriver.Open(home, opts, idMap, log)
+		}
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
 	h.routes()

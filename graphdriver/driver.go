@@ -40,6 +40,7 @@ type driver struct {
 	home  string
 	ds    layerStore
 	idMap IdentityMapping
+	log   logrus.FieldLogger
 
 	ids    keylock.Locks // per id; taken before any DeviceSet lock
 	mu     sync.Mutex
@@ -50,10 +51,20 @@ type driver struct {
 // matching ErrNotSupported when not root or when the kernel has no usable
 // dm-thin, and names the option when one is unknown or malformed.
 func Init(home string, options []string, idMap IdentityMapping) (Driver, error) {
+	return Open(home, options, idMap, nil)
+}
+
+// Open is Init with the logger the driver and its DeviceSet write to; nil
+// means logrus's standard logger with storage-driver=devicemapper.
+func Open(home string, options []string, idMap IdentityMapping, log logrus.FieldLogger) (Driver, error) {
 	cfg, err := deviceset.ParseOptions(options)
 	if err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = logrus.WithField("storage-driver", DriverName)
+	}
+	cfg.Logger = log
 	if err := supported(); err != nil {
 		return nil, err
 	}
@@ -64,7 +75,7 @@ func Init(home string, options []string, idMap IdentityMapping) (Driver, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &driver{home: home, ds: ds, idMap: idMap, mounts: make(map[string]int)}, nil
+	return &driver{home: home, ds: ds, idMap: idMap, log: log, mounts: make(map[string]int)}, nil
 }
 
 func supported() error {
@@ -134,7 +145,7 @@ func (d *driver) Remove(id string) error {
 		return fmt.Errorf("failed to remove device %s: %w", id, err)
 	}
 	if err := unix.Rmdir(d.mountPoint(id)); err != nil && !errors.Is(err, unix.ENOENT) {
-		logrus.WithField("storage-driver", DriverName).WithError(err).Warn("remove mount point")
+		d.log.WithError(err).Warn("remove mount point")
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sirupsen/logrus"
 	"github.com/thinlayer/thinlayer/deviceset"
 )
 
@@ -28,7 +29,7 @@ import (
 func TestDriverRace(t *testing.T) {
 	home := t.TempDir()
 	fs := newFakeStore()
-	d := &driver{home: home, ds: fs, mounts: map[string]int{}}
+	d := &driver{home: home, ds: fs, log: logrus.StandardLogger(), mounts: map[string]int{}}
 	r := RunStress(t, d, StressConfig{Workers: 8, Ops: 200, Timeout: 2 * time.Minute})
 	if len(r.Corrupted) > 0 {
 		t.Fatalf("layers not as written: %v", r.Corrupted)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/thinlayer/thinlayer/deviceset"
 )
 
@@ -25,7 +26,7 @@ import (
 // User-Mode Linux would take minutes.
 func TestTarBombBoundedMemory(t *testing.T) {
 	const files = 20000
-	d := &driver{home: memDir(t), ds: dirStore{}, mounts: map[string]int{}}
+	d := &driver{home: memDir(t), ds: dirStore{}, log: logrus.StandardLogger(), mounts: map[string]int{}}
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)

@@ -86,6 +86,7 @@ func OpenHome(home string, options []string) (*Snapshotter, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Logger = logrus.WithField("snapshotter", "thinlayer")
 	ds, err := deviceset.New(home, cfg)
 	if err != nil {
 		return nil, err

@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// ControlPath is the device-mapper control node.
-var ControlPath = filepath.Join("/dev", unix.DM_DIR, unix.DM_CONTROL_NODE)
+// DefaultControlPath is the device-mapper control node.
+const DefaultControlPath = "/dev/" + unix.DM_DIR + "/" + unix.DM_CONTROL_NODE
 
 // MapperDir is where device nodes are named by device name.
 const MapperDir = "/dev/mapper"
@@ -44,6 +44,11 @@ func (m UdevMode) String() string {
 // Options for Open.
 type Options struct {
 	Udev UdevMode
+	// ControlPath is the control node; "" means DefaultControlPath.
+	ControlPath string
+	// UdevWaitTimeout bounds how long an operation waits for udev to
+	// finish its event before giving up; 0 means DefaultUdevWaitTimeout.
+	UdevWaitTimeout time.Duration
 }
 
 // Control is an open /dev/mapper/control. Its methods are safe for
@@ -62,6 +67,7 @@ type ctl struct {
 	closeErr  error
 	dirMade   atomic.Bool // MapperDir exists (made or checked once)
 	jar       cookieJar   // cookies of NoUdevWait ops not yet destroyed
+	udevWait  time.Duration
 }
 
 // Open opens the control node with automatic udev detection.
@@ -71,15 +77,23 @@ func Open() (*Control, error) { return OpenWith(Options{}) }
 // device-mapper gives an error matching ErrNotSupported.
 func OpenWith(opts Options) (*Control, error) {
 	// A raw fd, not an *os.File: File.Fd would cost an fcntl per ioctl.
-	fd, err := unix.Open(ControlPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	path := opts.ControlPath
+	if path == "" {
+		path = DefaultControlPath
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		err = &os.PathError{Op: "open", Path: ControlPath, Err: err}
+		err = &os.PathError{Op: "open", Path: path, Err: err}
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
 			return nil, fmt.Errorf("%w: %v", ErrNotSupported, err)
 		}
 		return nil, wrap("open control", "", err)
 	}
-	c := &Control{ctl: &ctl{}, udev: opts.Udev, parent: true}
+	c := &Control{ctl: &ctl{udevWait: opts.UdevWaitTimeout}, udev: opts.Udev, parent: true}
+	if c.udevWait <= 0 {
+		c.udevWait = DefaultUdevWaitTimeout
+	}
+	c.jar.timeout = c.udevWait
 	c.rawFD.Store(int32(fd))
 	if c.udev == UdevAuto {
 		c.udev = UdevOff

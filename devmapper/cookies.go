@@ -24,7 +24,7 @@ type cookieJar struct {
 	reserved int       // ops between newCookie and keep/drop
 	closed   bool
 	limit    int           // 0: maxPendingCookies
-	timeout  time.Duration // wait for the oldest when full; 0: UdevWaitTimeout
+	timeout  time.Duration // wait for the oldest when full; 0: DefaultUdevWaitTimeout
 }
 
 // newCookie makes a cookie for an op that won't wait for udev, after
@@ -64,7 +64,7 @@ func (j *cookieJar) reserve() error {
 	j.mu.Unlock()
 	timeout := j.timeout
 	if timeout <= 0 {
-		timeout = UdevWaitTimeout
+		timeout = DefaultUdevWaitTimeout
 	}
 	_ = oldest.semop(0, timeout) // a timeout: udev lost the event; drop it anyway
 	oldest.destroy()

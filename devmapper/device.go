@@ -122,7 +122,7 @@ func (c *Control) Exists(name string) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
-	if isErrno(err, unix.ENXIO) {
+	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return false, err
@@ -377,7 +377,7 @@ func (c *Control) withCookie(op, name string, cmd uintptr, udevFlags uint16, fil
 		c.jar.keep(ck) // udev completes it; the next cookie or Close destroys it
 		return r, nil
 	}
-	if err := ck.wait(UdevWaitTimeout); err != nil {
+	if err := ck.wait(c.udevWait); err != nil {
 		if errors.Is(err, unix.ETIMEDOUT) {
 			return r, fmt.Errorf("%w: %v", errUdevTimeout, err)
 		}

@@ -9,9 +9,10 @@ import (
 
 // Sentinel errors for what callers branch on. An *Error matches them through
 // errors.Is by the kernel's errno, so both errors.Is(err, ErrNotFound) and
-// errors.Is(err, unix.ENXIO) hold for a missing device.
+// errors.Is(err, unix.ENXIO) hold for a missing device (the kernel says
+// ENXIO for a name it does not know, ENODEV for a device gone mid-call).
 var (
-	ErrNotFound     = errors.New("device not found")    // ENXIO from the kernel
+	ErrNotFound     = errors.New("device not found")    // ENXIO or ENODEV from the kernel
 	ErrBusy         = errors.New("device busy")         // EBUSY
 	ErrExists       = errors.New("already exists")      // EEXIST: device name or thin id
 	ErrNoThinDevice = errors.New("no such thin device") // ENODATA from a pool message

@@ -34,9 +34,10 @@ const (
 	semGETVAL = 12
 )
 
-// UdevWaitTimeout bounds how long an operation waits for udev to finish
-// processing its event before giving up and making the node itself.
-var UdevWaitTimeout = 30 * time.Second
+// DefaultUdevWaitTimeout bounds how long an operation waits for udev to
+// finish processing its event before giving up and making the node itself
+// (Options.UdevWaitTimeout changes it).
+const DefaultUdevWaitTimeout = 30 * time.Second
 
 // UdevRunning reports whether udevd is running, the way libdevmapper (via
 // libudev) tells: its control socket exists.

@@ -10,22 +10,20 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
-// requireKernelEnv=1 (as CI sets it; see testutil.EnvRequireKernel) turns
-// every skip for a missing tool, missing privilege or missing kernel
-// feature into a failure, so that CI cannot pass by skipping.
-const requireKernelEnv = "THINLAYER_REQUIRE_KERNEL"
+// requireKernelEnv=1 (as CI sets it) turns every skip for a missing tool,
+// missing privilege or missing kernel feature into a failure, so that CI
+// cannot pass by skipping.
+const requireKernelEnv = testutil.EnvRequireKernel
 
 // skipOrFailKernel skips the test, or fails it when
 // THINLAYER_REQUIRE_KERNEL=1.
 func skipOrFailKernel(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv(requireKernelEnv) == "1" {
-		t.Fatalf("%s (and %s=1 forbids skipping)", msg, requireKernelEnv)
-	}
-	t.Skipf("%s (%s=1 makes this a failure)", msg, requireKernelEnv)
+	testutil.SkipOrFail(t, fmt.Sprintf(format, args...))
 }
 
 // toolOrSkip returns the path of an external tool the test needs.

@@ -1,6 +1,7 @@
 package graphdriver_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +26,7 @@ func lvmEnv(t *testing.T) string {
 	testutil.RequireKernel(t)
 	for _, tool := range []string{"lvcreate", "thin_check"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv(testutil.EnvRequireKernel) == "1" {
-				t.Fatalf("%s missing (apt-get install lvm2 thin-provisioning-tools): %v", tool, err)
-			}
-			t.Skipf("%s missing (apt-get install lvm2 thin-provisioning-tools)", tool)
+			testutil.SkipOrFail(t, fmt.Sprintf("%s missing (apt-get install lvm2 thin-provisioning-tools): %v", tool, err))
 		}
 	}
 	_, err := os.Stat(hostLVMProfile)

@@ -75,7 +75,7 @@ func InUML() bool { return uml.InGuest() }
 func RequiresRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "test requires root")
+		SkipOrFail(t, "test requires root")
 	}
 }
 
@@ -88,11 +88,13 @@ func RequireKernel(t testing.TB) {
 		if umlUnavailable != nil {
 			reason += "; no User-Mode Linux either: " + umlUnavailable.Error()
 		}
-		skipOrFail(t, reason)
+		SkipOrFail(t, reason)
 	}
 }
 
-func skipOrFail(t testing.TB, reason string) {
+// SkipOrFail skips a test that cannot run here, saying why — or fails it
+// under THINLAYER_REQUIRE_KERNEL=1 (CI), so CI cannot pass by skipping.
+func SkipOrFail(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv(EnvRequireKernel) == "1" {
 		t.Fatalf("%s (and %s=1 forbids skipping)", reason, EnvRequireKernel)
@@ -106,6 +108,6 @@ func skipOrFail(t testing.TB, reason string) {
 func RequireFaults(t testing.TB) {
 	t.Helper()
 	if !faults.Enabled {
-		skipOrFail(t, "test arms fault points: build with -tags "+faults.Tag)
+		SkipOrFail(t, "test arms fault points: build with -tags "+faults.Tag)
 	}
 }

@@ -24,7 +24,7 @@ func StartUdevd(t testing.TB) {
 		return
 	}
 	if _, err := os.Stat(Udevd); err != nil {
-		skipOrFail(t, "udev not installed (apt-get install udev): "+err.Error())
+		SkipOrFail(t, "udev not installed (apt-get install udev): "+err.Error())
 	}
 	if err := os.MkdirAll("/run/udev", 0o755); err != nil {
 		t.Fatal(err)

@@ -54,10 +54,7 @@ func requireEngine(t *testing.T) (docker string, busybox []byte) {
 	}
 	if len(missing) > 0 {
 		reason := fmt.Sprintf("the engine test needs %s (Debian packages docker.io, busybox-static; make deps installs them)", strings.Join(missing, ", "))
-		if os.Getenv(testutil.EnvRequireKernel) == "1" {
-			t.Fatalf("%s, and %s=1 forbids skipping", reason, testutil.EnvRequireKernel)
-		}
-		t.Skip(reason)
+		testutil.SkipOrFail(t, reason)
 	}
 	return docker, bb
 }

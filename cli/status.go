@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
@@ -83,38 +82,13 @@ func poolUsage(s deviceset.Status, readOnlyTable bool) PoolUsage {
 	}
 }
 
-// statusRows are the rows graphdriver's Status gives, in Moby's order
-// (TestStatusRowsMatchDriver keeps the two in step).
+// statusRows are graphdriver's Status rows.
 func statusRows(s deviceset.Status) []StatusRow {
-	rows := []StatusRow{
-		{"Pool Name", s.PoolName},
-		{"Pool Blocksize", human(s.PoolBlockSize)},
-		{"Base Device Size", human(s.BaseDeviceSize)},
-		{"Backing Filesystem", s.BaseDeviceFS},
-		{"Udev Sync Supported", strconv.FormatBool(s.UdevSyncSupported)},
+	var rows []StatusRow
+	for _, r := range graphdriver.StatusRows(s) {
+		rows = append(rows, StatusRow{r[0], r[1]})
 	}
-	for _, r := range []StatusRow{
-		{"Data file", s.DataFile}, {"Metadata file", s.MetadataFile},
-		{"Data loop file", s.DataLoopback}, {"Metadata loop file", s.MetadataLoopback},
-	} {
-		if r.Value != "" {
-			rows = append(rows, r)
-		}
-	}
-	return append(rows, []StatusRow{
-		{"Data Space Used", human(s.Data.Used)},
-		{"Data Space Total", human(s.Data.Total)},
-		{"Data Space Available", human(s.Data.Available)},
-		{"Metadata Space Used", human(s.Metadata.Used)},
-		{"Metadata Space Total", human(s.Metadata.Total)},
-		{"Metadata Space Available", human(s.Metadata.Available)},
-		{"Thin Pool Minimum Free Space", human(s.MinFreeSpace)},
-		{"Deferred Removal Enabled", strconv.FormatBool(s.DeferredRemoveEnabled)},
-		{"Deferred Deletion Enabled", strconv.FormatBool(s.DeferredDeleteEnabled)},
-		{"Deferred Deleted Device Count", strconv.Itoa(s.DeferredDeletedCount)},
-		{"Idle Active Device Count", strconv.Itoa(s.IdleDeviceCount)},
-		{"Library Version", graphdriver.LibraryVersion},
-	}...)
+	return rows
 }
 
 // Print writes the report as people read it.

@@ -222,7 +222,7 @@ func (ds *DeviceSet) MountDevice(hash, path, mountLabel string) error {
 	}
 	if err == nil && fsType == "xfs" && ds.cfg.XFSNoSpaceMaxRetries != "" {
 		if err = ds.setXFSNoSpaceRetries(dev); err != nil {
-			_ = unix.Unmount(path, unix.MNT_DETACH)
+			_ = fsutil.Unmount(path, unix.MNT_DETACH)
 		}
 	}
 	if err != nil {
@@ -307,8 +307,8 @@ func (ds *DeviceSet) unmountDevice(hash, path string) ([]string, error) {
 	if err := faults.Point("unmount"); err != nil {
 		return nil, err
 	}
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		return nil, fmt.Errorf("unmount layer %q from %s: %w", hash, path, err)
+	if err := fsutil.Unmount(path, unix.MNT_DETACH); err != nil {
+		return nil, fmt.Errorf("layer %q: %w", hash, err)
 	}
 	_ = unix.Rmdir(path)
 	return ds.keepIdle(hash)
@@ -343,8 +343,8 @@ func (ds *DeviceSet) deactivateAll() error {
 			continue
 		}
 		p := filepath.Join(mnt, e.Name())
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		if err := fsutil.Unmount(p, unix.MNT_DETACH); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	devs, err := ds.dm.List()

@@ -2,12 +2,9 @@ package deviceset
 
 import (
 	"errors"
-	"sort"
-
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/fsutil"
 )
 
 // recoverDevices undoes, at startup, what a process killed mid-operation
@@ -48,16 +45,11 @@ func (ds *DeviceSet) recoverDevice(name string) {
 
 // unmountStale lazily unmounts everything under <home>/mnt, deepest first.
 func (ds *DeviceSet) unmountStale() {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(ds.mntDir()))
-	if err != nil {
-		ds.log.WithError(err).Warn("read mounts to recover")
-		return
+	done, err := fsutil.UnmountUnder(ds.mntDir())
+	for _, m := range done {
+		ds.log.WithField("mountpoint", m).Info("unmounted what a previous run left mounted")
 	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
-	for _, m := range mounts {
-		ds.log.WithField("mountpoint", m.Mountpoint).Info("unmounting what a previous run left mounted")
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			ds.log.WithError(err).WithField("mountpoint", m.Mountpoint).Error("unmount stale mount")
-		}
+	if err != nil {
+		ds.log.WithError(err).Error("unmount stale mounts")
 	}
 }

@@ -3,6 +3,7 @@ package fsutil
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
@@ -153,4 +154,25 @@ func MountsOfDevice(major, minor uint32) ([]*mountinfo.Info, error) {
 		return nil, fmt.Errorf("list mounts of device %d:%d: %w", major, minor, err)
 	}
 	return mounts, nil
+}
+
+// UnmountUnder lazily unmounts every mount at or below dir, deepest first
+// (a parent's detach would otherwise hide its children from the next
+// lookup), and returns the mount points it unmounted.
+func UnmountUnder(dir string) ([]string, error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return nil, fmt.Errorf("read mounts under %q: %w", dir, err)
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
+	var done []string
+	var errs []error
+	for _, m := range mounts {
+		if err := Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, m.Mountpoint)
+	}
+	return done, errors.Join(errs...)
 }

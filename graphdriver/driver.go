@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/faults"
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
@@ -302,6 +302,12 @@ func (d *driver) GetMetadata(id string) (map[string]string, error) {
 // Status gives Moby's rows, in Moby's order.
 func (d *driver) Status() [][2]string {
 	s, _ := d.ds.Status()
+	return StatusRows(s)
+}
+
+// StatusRows are the rows `docker info` shows for the driver, in Moby's
+// order: Status's, and `thinlayer status`'s.
+func StatusRows(s deviceset.Status) [][2]string {
 	h := func(n uint64) string { return units.HumanSize(float64(n)) }
 	rows := [][2]string{
 		{"Pool Name", s.PoolName},
@@ -341,12 +347,6 @@ const LibraryVersion = "thinlayer (pure Go, no libdevmapper)"
 // home owns; the home stays, for the next Init.
 func (d *driver) Cleanup() error {
 	err := d.ds.Shutdown()
-	mounts, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(d.home))
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
-	for _, m := range mounts { // deepest first
-		if uerr := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); uerr != nil && !errors.Is(uerr, unix.EINVAL) {
-			err = errors.Join(err, uerr)
-		}
-	}
-	return err
+	_, uerr := fsutil.UnmountUnder(d.home)
+	return errors.Join(err, uerr)
 }

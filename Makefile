@@ -5,7 +5,7 @@ export THINLAYER_REQUIRE_KERNEL
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit vet fuzz bench clean demo
+.PHONY: all build deps test unit vet fuzz bench clean demo powercut
 
 all: build
 
@@ -50,7 +50,8 @@ RACE_HOST_TESTS := ^(TestDriverRace|TestTarBombBoundedMemory)$$
 # DevInfo decoding, layer tars, and layer apply against Moby's (compat/;
 # make fuzz runs every target for longer).
 FUZZ_SMOKE := ./devmapper:FuzzParseThinPoolStatus ./devmapper:FuzzParseThinStatus \
-	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer
+	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer \
+	./testutil/logwrites:FuzzParse
 FUZZ_SMOKE_TIME ?= 4s
 
 .PHONY: fuzz-smoke
@@ -59,6 +60,15 @@ fuzz-smoke:
 		THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_SMOKE_TIME) $$pkg || exit 1; done
 	@echo "fuzz compat FuzzApplyMatchesMoby ($(FUZZ_SMOKE_TIME))"
 	cd compat && THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz '^FuzzApplyMatchesMoby$$' -fuzztime $(FUZZ_SMOKE_TIME) .
+
+# The power-cut walk at every flush of every operation (make test cuts
+# each operation at a sample of its flushes): prints "power-cut walk: N
+# operations, M replay points: X lost, Y inconsistent" (docs/reliability.md).
+# Full output in bin/powercut.log.
+powercut: deps
+	@mkdir -p bin; THINLAYER_POWERCUT=full $(GO) test -count=1 -timeout 90m -v -run '^TestPowerCutWalk$$' \
+		./graphdriver/powercut >bin/powercut.log 2>&1; rc=$$?; \
+		grep -E '^(power-cut walk:|--- FAIL|FAIL|ok)|lost:|inconsistent:' bin/powercut.log; exit $$rc
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

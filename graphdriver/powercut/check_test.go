@@ -1,6 +1,7 @@
 package powercut
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
 	"github.com/thinlayer/thinlayer/thinmeta"
@@ -51,6 +53,9 @@ func readLayer(t *testing.T, d gd.Driver, id string) layer {
 		return layer{}
 	}
 	root, err := d.Get(id, "")
+	if errors.Is(err, deviceset.ErrDeleted) {
+		return layer{} // marked deleted: the worker deletes it
+	}
 	if err != nil {
 		return layer{present: true, err: err.Error()}
 	}
@@ -91,11 +96,7 @@ func (w *walk) check(t *testing.T, dir string, rec record, returned bool) {
 		lost, bad = judgeLayer(id, readLayer(t, d, id), rec, returned, lost, bad)
 	}
 	if rec.op.init {
-		if err := d.Create("probe", "", nil); err != nil {
-			bad = append(bad, fmt.Sprintf("Create after Init: %v", err))
-		} else if err := d.Remove("probe"); err != nil {
-			bad = append(bad, fmt.Sprintf("Remove after Init: %v", err))
-		}
+		bad = append(bad, probe(t, d, rec.op.baseSize)...)
 	}
 	if err := d.Cleanup(); err != nil {
 		bad = append(bad, fmt.Sprintf("Cleanup: %v", err))
@@ -107,6 +108,29 @@ func (w *walk) check(t *testing.T, dir string, rec record, returned bool) {
 		bad = append(bad, err.Error())
 	}
 	bad = append(bad, w.checkPool(t, home)...)
+}
+
+// probe makes a layer on the base and removes it: Init left a home that
+// works, with a base of baseSize bytes (if set) finished growing.
+func probe(t *testing.T, d gd.Driver, baseSize uint64) []string {
+	if err := d.Create("probe", "", nil); err != nil {
+		return []string{fmt.Sprintf("Create after Init: %v", err)}
+	}
+	var bad []string
+	if baseSize > 0 {
+		root, err := d.Get("probe", "")
+		if err != nil {
+			return []string{fmt.Sprintf("Get after Init: %v", err)}
+		}
+		if size := gdtest.FSSize(t, root); size < baseSize*9/10 {
+			bad = append(bad, fmt.Sprintf("a new layer's filesystem is %d bytes, the base should be %d", size, baseSize))
+		}
+		gdtest.Put(t, d, "probe")
+	}
+	if err := d.Remove("probe"); err != nil {
+		bad = append(bad, fmt.Sprintf("Remove after Init: %v", err))
+	}
+	return bad
 }
 
 // judgeLayer: a layer the operation does not touch is as before; the
@@ -162,4 +186,3 @@ func (w *walk) checkPool(t *testing.T, home string) []string {
 	}
 	return bad
 }
-

@@ -13,7 +13,12 @@ import (
 	"github.com/thinlayer/thinlayer/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	if home := os.Getenv(envChildHome); home != "" {
+		childCreate(home)
+	}
+	testutil.Main(m)
+}
 
 // TestReplayMatchesDevice: the log the kernel kept, replayed to its end,
 // is the device it logged, byte for byte; and the image as it stood at

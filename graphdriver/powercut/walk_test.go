@@ -3,11 +3,14 @@ package powercut
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
 	"github.com/thinlayer/thinlayer/testutil"
@@ -38,9 +41,11 @@ type powerOp struct {
 	name string
 	init bool // the operation is Init (the driver is new afterwards)
 	opts []string
-	pre  func(t *testing.T, l *live) // before the start mark, made durable
-	run  func(l *live) error
-	post func(t *testing.T, l *live) // after the end mark
+	// baseSize: the base's filesystem size the op's Init asks for.
+	baseSize uint64
+	pre      func(t *testing.T, l *live) // before the start mark, made durable
+	run      func(l *live) error
+	post     func(t *testing.T, l *live) // after the end mark
 }
 
 // layerIDs are the layers the walk makes; each point checks all of them.
@@ -65,10 +70,7 @@ func onDriver(f func(d gd.Driver) error) func(*live) error {
 }
 
 var powerOps = []powerOp{
-	{name: "init", init: true, opts: gdtest.CrashOptions(), run: func(l *live) (err error) {
-		l.d, err = gd.Init(l.home, l.opts, gd.IdentityMapping{})
-		return err
-	}},
+	{name: "init", init: true, opts: gdtest.CrashOptions(), run: initDriver},
 	{name: "create", run: onDriver(func(d gd.Driver) error { return d.Create("keep", "", nil) })},
 	{name: "applydiff", run: onDriver(func(d gd.Driver) error {
 		_, err := d.ApplyDiff("keep", "", bytes.NewReader(layerTar))
@@ -79,6 +81,49 @@ var powerOps = []powerOp{
 	{name: "put", pre: writeVictim,
 		run: onDriver(func(d gd.Driver) error { return d.Put("victim") })},
 	{name: "remove", run: onDriver(func(d gd.Driver) error { return d.Remove("victim") })},
+	// Init again with a bigger base (and, from here on, deferred removal
+	// and deletion, Moby's defaults).
+	{name: "init-basesize", init: true, opts: gdtest.WalkOptions("dm.basesize=192MB"), baseSize: 192 << 20, run: initDriver},
+	// victim open (mounted) when removed: marked deleted, and deleted by
+	// the worker once Put closed it.
+	{name: "remove-deferred", pre: createAndGet("victim", "keep"), run: removeDeferred},
+	// A Create killed with its pool transaction open (before the start
+	// mark), then Init settles it.
+	{name: "init-settles", init: true, pre: killedCreate("victim", "keep", "create.message"), run: initDriver},
+}
+
+func initDriver(l *live) (err error) {
+	l.d, err = gd.Init(l.home, l.opts, gd.IdentityMapping{})
+	return err
+}
+
+func createAndGet(id, parent string) func(*testing.T, *live) {
+	return func(t *testing.T, l *live) {
+		gdtest.MustCreate(t, l.d, id, parent)
+		gdtest.Get(t, l.d, id)
+	}
+}
+
+// removeDeferred removes victim while it is mounted, puts it, and waits
+// for the deletion worker to finish it.
+func removeDeferred(l *live) error {
+	if err := l.d.Remove("victim"); err != nil {
+		return err
+	}
+	if !l.d.Exists("victim") {
+		return fmt.Errorf("victim deleted at once: the walk wanted a deferred deletion")
+	}
+	if err := l.d.Put("victim"); err != nil && !errors.Is(err, deviceset.ErrDeleted) {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for l.d.Exists("victim") { // a test's wait for the worker's backoff
+		if time.Now().After(deadline) {
+			return fmt.Errorf("deferred deletion of victim not done after a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }
 
 func get(id string) func(*testing.T, *live) {
@@ -153,6 +198,7 @@ func recordOps(t *testing.T, r *rig) []record {
 		}
 		if op.init && l.d != nil {
 			gdtest.Must(t, l.d.Cleanup())
+			l.d = nil
 		}
 		if op.pre != nil {
 			op.pre(t, l)

@@ -85,7 +85,12 @@ func (w *walk) check(t *testing.T, dir string, rec record, returned bool) {
 			t.Errorf("inconsistent: %s", strings.Join(bad, "; "))
 		}
 	}()
-	home := filepath.Join(mounted(t, dir), "home")
+	mnt := mounted(t, dir)
+	if rec.snap {
+		lost, bad = w.checkSnap(t, filepath.Join(mnt, "snap"), rec, returned)
+		return
+	}
+	home := filepath.Join(mnt, "home")
 	d, err := gd.Init(home, rec.opts, gd.IdentityMapping{})
 	if err != nil {
 		bad = append(bad, fmt.Sprintf("Init: %v", err))

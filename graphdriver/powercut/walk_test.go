@@ -151,13 +151,14 @@ func writeVictim(t *testing.T, l *live) {
 type record struct {
 	op            powerOp
 	opts          []string
+	snap          bool // a snapshotter's operation (its home is snap)
 	before, after layers
 }
 
 func TestPowerCutWalk(t *testing.T) {
 	testutil.RequireKernel(t)
 	r := newRig(t)
-	recs := recordOps(t, r)
+	recs := append(recordOps(t, r), recordSnapOps(t, r, filepath.Join(r.mnt, "snap"))...)
 	r.stop(t)
 	l := r.parse(t)
 	p := newReplayer(t, l)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
+	pc "github.com/thinlayer/thinlayer/testutil/powercut"
 )
 
 // A Create killed at a step leaves its pool transaction open: a child
@@ -37,20 +38,20 @@ func childCreate(home string) {
 
 // killedCreate runs Create(id, parent) in a child killed at step; the
 // live driver is shut down first, and stays down.
-func killedCreate(id, parent, step string) func(*testing.T, *live) {
-	return func(t *testing.T, l *live) {
-		if l.d != nil {
-			if err := l.d.Cleanup(); err != nil {
+func killedCreate(id, parent, step string) func(*testing.T, *pc.Live) {
+	return func(t *testing.T, l *pc.Live) {
+		if l.D != nil {
+			if err := l.D.Cleanup(); err != nil {
 				t.Fatal(err)
 			}
-			l.d = nil
+			l.D = nil
 		}
 		exe, err := os.Executable()
 		if err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), envChildHome+"="+l.home, envChildOpts+"="+strings.Join(l.opts, " "),
+		cmd.Env = append(os.Environ(), envChildHome+"="+l.Home, envChildOpts+"="+strings.Join(l.Opts, " "),
 			envChildStep+"="+step, envChildID+"="+id+":"+parent)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

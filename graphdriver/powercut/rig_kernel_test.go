@@ -11,6 +11,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
 	"github.com/thinlayer/thinlayer/testutil"
+	pc "github.com/thinlayer/thinlayer/testutil/powercut"
 )
 
 func TestMain(m *testing.M) {
@@ -25,35 +26,35 @@ func TestMain(m *testing.M) {
 // the mark after an fsync'd file holds the file.
 func TestReplayMatchesDevice(t *testing.T) {
 	testutil.RequireKernel(t)
-	r := newRig(t)
+	r := pc.NewRig(t)
 	want := bytes.Repeat([]byte("power "), 10000)
-	f, err := os.Create(filepath.Join(r.mnt, "file"))
+	f, err := os.Create(filepath.Join(r.Mnt, "file"))
 	gdtest.Must(t, err)
 	_, err = f.Write(want)
 	gdtest.Must(t, err)
 	gdtest.Must(t, f.Sync())
 	gdtest.Must(t, f.Close())
-	syncDir(t, r.mnt)
+	syncDir(t, r.Mnt)
 	t0 := time.Now()
-	r.mark(t, "synced")
-	r.stop(t)
-	l := r.parse(t)
+	r.Mark(t, "synced")
+	r.Stop(t)
+	l := r.Parse(t)
 	at, err := l.Mark("synced")
 	gdtest.Must(t, err)
 	if len(l.Flushes(0, at)) == 0 {
 		t.Fatalf("no flush logged before the mark (%d entries)", len(l.Entries))
 	}
 	t.Logf("recorded %v", time.Since(t0))
-	p := newReplayer(t, l)
-	dir := p.at(t, at)
+	p := pc.NewReplayer(t, l)
+	dir := p.At(t, at)
 	t.Logf("replayed %v", time.Since(t0))
-	got, err := os.ReadFile(filepath.Join(mounted(t, dir), "file"))
+	got, err := os.ReadFile(filepath.Join(pc.Mounted(t, dir), "file"))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("the file at the mark: %d bytes, %v", len(got), err)
 	}
 	t.Logf("checked %v", time.Since(t0))
-	p.at(t, len(l.Entries)-1)
-	if !sameData(t, filepath.Join(p.imgDir, "image"), r.dev.BackingFile) {
+	p.At(t, len(l.Entries)-1)
+	if !sameData(t, p.Image(), r.DeviceFile()) {
 		t.Fatalf("the log replayed to its end differs from the device it logged (%d entries)", len(l.Entries))
 	}
 	t.Logf("compared %v", time.Since(t0))
@@ -77,7 +78,7 @@ func sameData(t *testing.T, a, b string) bool {
 	gdtest.Must(t, err)
 	defer fb.Close()
 	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
-	for off := int64(0); off < homeFSSize; off += 1 << 20 {
+	for off := int64(0); off < pc.ImageSize; off += 1 << 20 {
 		da, _ := unix.Seek(int(fa.Fd()), off, unix.SEEK_DATA)
 		db, _ := unix.Seek(int(fb.Fd()), off, unix.SEEK_DATA)
 		if da >= off+1<<20 && db >= off+1<<20 {

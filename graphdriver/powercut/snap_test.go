@@ -12,6 +12,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
 	"github.com/thinlayer/thinlayer/snapshotter"
+	pc "github.com/thinlayer/thinlayer/testutil/powercut"
 )
 
 // The snapshotter's operations, on a home of its own on the same
@@ -58,49 +59,48 @@ func fillActive(key string) func(*testing.T, *snapshotter.Snapshotter) {
 }
 
 // recordSnapOps runs the snapshotter's operations on home, with marks.
-func recordSnapOps(t *testing.T, r *rig, home string) []record {
+func recordSnapOps(t *testing.T, r *pc.Rig, home string) []pc.Record {
 	t.Helper()
 	s, err := snapshotter.OpenHome(home, snapOptions())
 	gdtest.Must(t, err)
 	defer func() { gdtest.Must(t, s.Close()) }()
-	var recs []record
+	var recs []pc.Record
 	for _, op := range snapOps {
 		if op.pre != nil {
 			op.pre(t, s)
 		}
 		before := readSnaps(t, s)
-		r.mark(t, op.name+"-start")
+		r.Mark(t, op.name+"-start")
 		err := op.run(s)
-		r.mark(t, op.name+"-end")
+		r.Mark(t, op.name+"-end")
 		if err != nil {
 			t.Fatalf("%s: %v", op.name, err)
 		}
-		recs = append(recs, record{op: powerOp{name: op.name}, snap: true, opts: snapOptions(),
-			before: before, after: readSnaps(t, s)})
+		recs = append(recs, pc.Record{Name: op.name, Before: before, After: readSnaps(t, s), Check: checkSnap})
 	}
 	return recs
 }
 
 // readSnaps reads every snapshot of the walk: its kind, parent, and files.
-func readSnaps(t *testing.T, s *snapshotter.Snapshotter) layers {
+func readSnaps(t *testing.T, s *snapshotter.Snapshotter) pc.State {
 	t.Helper()
-	out := layers{}
+	out := pc.State{}
 	for _, key := range snapKeys {
 		out[key] = readSnap(t, s, key)
 	}
 	return out
 }
 
-func readSnap(t *testing.T, s *snapshotter.Snapshotter, key string) layer {
+func readSnap(t *testing.T, s *snapshotter.Snapshotter, key string) pc.Layer {
 	info, err := s.Stat(ctx, key)
 	if err != nil {
-		return layer{}
+		return pc.Layer{}
 	}
 	mkey := key
 	if info.Kind == snapshotter.KindCommitted {
 		mkey = "powercut-view"
 		if _, err := s.View(ctx, mkey, key); err != nil {
-			return layer{present: true, err: fmt.Sprintf("view: %v", err)}
+			return pc.Layer{Present: true, Err: fmt.Sprintf("view: %v", err)}
 		}
 		defer func() {
 			if err := s.Remove(ctx, mkey); err != nil {
@@ -110,16 +110,16 @@ func readSnap(t *testing.T, s *snapshotter.Snapshotter, key string) layer {
 	}
 	m, err := s.Mounts(ctx, mkey)
 	if err != nil {
-		return layer{present: true, err: fmt.Sprintf("mounts: %v", err)}
+		return pc.Layer{Present: true, Err: fmt.Sprintf("mounts: %v", err)}
 	}
 	dir, err := mountOnce(m)
 	if err != nil {
-		return layer{present: true, err: err.Error()}
+		return pc.Layer{Present: true, Err: err.Error()}
 	}
 	defer func() { _ = unix.Unmount(dir, 0); _ = os.Remove(dir) }()
-	tree := gdtest.TreeOf(t, dir)
+	tree := pc.TreeOf(t, dir)
 	tree[".kind"] = fmt.Sprintf("%v parent=%q", info.Kind, info.Parent)
-	return layer{present: true, tree: tree}
+	return pc.Layer{Present: true, Tree: tree}
 }
 
 // mountOnce mounts a snapshot's mount spec on a new directory.
@@ -154,9 +154,12 @@ func mountSpec(t *testing.T, m []snapshotter.Mount) string {
 	return dir
 }
 
-// checkSnap opens the snapshotter's replayed home and judges it.
-func (w *walk) checkSnap(t *testing.T, home string, rec record, returned bool) (lost, bad []string) {
-	s, err := snapshotter.OpenHome(home, rec.opts)
+// checkSnap opens the snapshotter's replayed home and judges it: every
+// snapshot (Judge), a Prepare and Remove work, Close leaves nothing
+// active, the pool's metadata is sound and names the DevInfos' ids.
+func checkSnap(t *testing.T, mnt string, rec pc.Record, returned bool) ([]string, []string) {
+	home := filepath.Join(mnt, "snap")
+	s, err := snapshotter.OpenHome(home, snapOptions())
 	if err != nil {
 		return nil, []string{fmt.Sprintf("OpenHome: %v", err)}
 	}
@@ -165,21 +168,19 @@ func (w *walk) checkSnap(t *testing.T, home string, rec record, returned bool) (
 		_ = s.Close()
 		return nil, []string{fmt.Sprintf("Status: %v", err)}
 	}
-	prefix := strings.TrimSuffix(st.PoolName, "-pool")
+	var v pc.Verdict
 	got := readSnaps(t, s)
 	for _, key := range snapKeys {
-		lost, bad = judgeLayer(key, got[key], rec, returned, lost, bad)
+		v.Judge(key, got[key], rec, returned)
 	}
 	if _, err := s.Prepare(ctx, "probe", ""); err != nil {
-		bad = append(bad, fmt.Sprintf("Prepare after OpenHome: %v", err))
+		v.Bad = append(v.Bad, fmt.Sprintf("Prepare after OpenHome: %v", err))
 	} else if err := s.Remove(ctx, "probe"); err != nil {
-		bad = append(bad, fmt.Sprintf("Remove after OpenHome: %v", err))
+		v.Bad = append(v.Bad, fmt.Sprintf("Remove after OpenHome: %v", err))
 	}
 	if err := s.Close(); err != nil {
-		bad = append(bad, fmt.Sprintf("Close: %v", err))
+		v.Bad = append(v.Bad, fmt.Sprintf("Close: %v", err))
 	}
-	if n := gdtest.ActiveDevices(t, prefix); n > 0 {
-		bad = append(bad, fmt.Sprintf("%d devices left active", n))
-	}
-	return lost, append(bad, w.checkPool(t, home)...)
+	v.Bad = append(v.Bad, pc.Leftovers(t, home, st.PoolName)...)
+	return v.Lost, append(v.Bad, pc.CheckPool(t, home)...)
 }

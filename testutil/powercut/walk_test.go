@@ -4,14 +4,14 @@ import "testing"
 
 // The walk's verdicts, on made-up layers: a check that cannot fail
 // proves nothing.
-func TestJudgeLayer(t *testing.T) {
-	a := layer{present: true, tree: map[string]string{"f": "1"}}
-	b := layer{present: true, tree: map[string]string{"f": "2"}}
-	broken := layer{present: true, err: "mount: EIO"}
-	none := layer{}
+func TestJudge(t *testing.T) {
+	a := Layer{Present: true, Tree: map[string]string{"f": "1"}}
+	b := Layer{Present: true, Tree: map[string]string{"f": "2"}}
+	broken := Layer{Present: true, Err: "mount: EIO"}
+	none := Layer{}
 	for _, tc := range []struct {
 		name               string
-		got, before, after layer
+		got, before, after Layer
 		returned           bool
 		wantLost, wantBad  bool
 	}{
@@ -30,20 +30,20 @@ func TestJudgeLayer(t *testing.T) {
 		{"removed and returned, back", a, a, none, true, false, true},
 		{"removed, broken", broken, a, none, false, false, true},
 	} {
-		rec := record{before: layers{"x": tc.before}, after: layers{"x": tc.after}}
-		lost, bad := judgeLayer("x", tc.got, rec, tc.returned, nil, nil)
-		if (len(lost) > 0) != tc.wantLost || (len(bad) > 0) != tc.wantBad {
-			t.Errorf("%s: lost %v, inconsistent %v", tc.name, lost, bad)
+		var v Verdict
+		v.Judge("x", tc.got, Record{Before: State{"x": tc.before}, After: State{"x": tc.after}}, tc.returned)
+		if (len(v.Lost) > 0) != tc.wantLost || (len(v.Bad) > 0) != tc.wantBad {
+			t.Errorf("%s: lost %v, inconsistent %v", tc.name, v.Lost, v.Bad)
 		}
 	}
 }
 
 func TestSample(t *testing.T) {
-	got := sample([]int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 4)
+	got := Sample([]int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 4)
 	if len(got) != 4 || got[0] != 1 || got[3] != 10 {
-		t.Errorf("sample: %v", got)
+		t.Errorf("Sample: %v", got)
 	}
-	if got := sample([]int{5, 6}, 4); len(got) != 2 {
-		t.Errorf("sample of fewer: %v", got)
+	if got := Sample([]int{5, 6}, 4); len(got) != 2 {
+		t.Errorf("Sample of fewer: %v", got)
 	}
 }

@@ -62,13 +62,18 @@ fuzz-smoke:
 	cd compat && THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz '^FuzzApplyMatchesMoby$$' -fuzztime $(FUZZ_SMOKE_TIME) .
 
 # The power-cut walk at every flush of every operation (make test cuts
-# each operation at a sample of its flushes): prints "power-cut walk: N
-# operations, M replay points: X lost, Y inconsistent" (docs/reliability.md).
-# Full output in bin/powercut.log.
+# each operation at a sample of its flushes), on thinlayer and on Moby
+# v24.0.9's driver (compat): prints "power-cut walk: N operations, M
+# replay points: X lost, Y inconsistent" for each (docs/reliability.md).
+# Full output in bin/powercut*.log.
+PC_RUN := THINLAYER_POWERCUT=full $(GO) test -count=1 -timeout 120m -v -run
+PC_GREP := grep -E '^(power-cut walk:|--- FAIL|FAIL|ok)|lost:|inconsistent:'
 powercut: deps
-	@mkdir -p bin; THINLAYER_POWERCUT=full $(GO) test -count=1 -timeout 90m -v -run '^TestPowerCutWalk$$' \
-		./graphdriver/powercut >bin/powercut.log 2>&1; rc=$$?; \
-		grep -E '^(power-cut walk:|--- FAIL|FAIL|ok)|lost:|inconsistent:' bin/powercut.log; exit $$rc
+	@mkdir -p bin; rc=0; \
+	$(PC_RUN) '^TestPowerCutWalk$$' ./graphdriver/powercut >bin/powercut.log 2>&1 || rc=1; \
+	(cd compat && $(PC_RUN) '^TestMobyPowerCutWalk$$' .) >bin/powercut-moby.log 2>&1 || rc=1; \
+	echo "thinlayer:"; $(PC_GREP) bin/powercut.log; \
+	echo "Moby v24.0.9 (peer):"; $(PC_GREP) bin/powercut-moby.log | grep -v '^    walk.go'; exit $$rc
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

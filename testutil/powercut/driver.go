@@ -176,7 +176,9 @@ func ReadLayer(t *testing.T, d Driver, id string) Layer {
 		return Layer{}
 	}
 	root, err := d.Get(id)
-	if errors.Is(err, ErrGone) {
+	if errors.Is(err, ErrGone) || (err != nil && !d.Exists(id)) {
+		// Marked deleted, or deleted since Exists by a deletion worker
+		// Init started for a layer marked so before the cut.
 		return Layer{}
 	}
 	if err != nil {

@@ -31,8 +31,10 @@ func TestPowerCutWalk(t *testing.T) {
 		// and deletion are on since init-basesize, Moby's defaults).
 		pc.DriverOp{Name: "remove-deferred", Pre: createAndGet("victim", "keep"), Run: removeDeferred},
 		// A Create killed with its pool transaction open (before the
-		// start mark), then Init settles it.
-		pc.DriverOp{Name: "init-settles", Init: true, Pre: killedCreate("victim", "keep", "create.message"), Run: pc.InitDriver})
+		// start mark): the pool holds the new thin device, no DevInfo
+		// names it yet. Init settles it: deletes the device and moves
+		// the pool's transaction id, two pool commits to cut between.
+		pc.DriverOp{Name: "init-settles", Init: true, Pre: killedCreate("victim", "keep", "tx.metadata"), Run: pc.InitDriver})
 	recs := pc.RecordDriverOps(t, r, openThinlayer, filepath.Join(r.Mnt, "home"), ops)
 	recs = append(recs, recordSnapOps(t, r, filepath.Join(r.Mnt, "snap"))...)
 	s := pc.Replay(t, r, recs)

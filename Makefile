@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 # Crash-test fault points (internal/faults) exist only in test builds.
 TEST_TAGS := -tags thinlayer_faults
 
-.PHONY: all build deps test unit vet fuzz bench clean demo
+.PHONY: all build deps test unit vet fuzz bench clean demo powercut
 
 all: build
 
@@ -54,7 +54,8 @@ RACE_HOST_TESTS := ^(TestDriverRace|TestTarBombBoundedMemory)$$
 # DevInfo decoding, layer tars, and layer apply against Moby's (compat/;
 # make fuzz runs every target for longer).
 FUZZ_SMOKE := ./devmapper:FuzzParseThinPoolStatus ./devmapper:FuzzParseThinStatus \
-	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer
+	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer \
+	./testutil/logwrites:FuzzParse
 FUZZ_SMOKE_TIME ?= 4s
 
 .PHONY: fuzz-smoke
@@ -63,6 +64,20 @@ fuzz-smoke:
 		THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_SMOKE_TIME) $$pkg || exit 1; done
 	@echo "fuzz compat FuzzApplyMatchesMoby ($(FUZZ_SMOKE_TIME))"
 	cd compat && THINLAYER_NO_UML=1 $(GO) test -run '^$$' -fuzz '^FuzzApplyMatchesMoby$$' -fuzztime $(FUZZ_SMOKE_TIME) .
+
+# The power-cut walk at every flush of every operation (make test cuts
+# each operation at a sample of its flushes), on thinlayer and on Moby
+# v24.0.9's driver (compat): prints "power-cut walk: N operations, M
+# replay points: X lost, Y inconsistent" for each (docs/reliability.md).
+# Full output in bin/powercut*.log.
+PC_RUN := THINLAYER_POWERCUT=full $(GO) test -count=1 -timeout 120m -v -run
+PC_GREP := grep -E '^(power-cut walk:|--- FAIL|FAIL|ok)|lost:|inconsistent:'
+powercut: deps
+	@mkdir -p bin; rc=0; \
+	$(PC_RUN) '^TestPowerCutWalk$$' ./graphdriver/powercut >bin/powercut.log 2>&1 || rc=1; \
+	(cd compat && $(PC_RUN) '^TestMobyPowerCutWalk$$' .) >bin/powercut-moby.log 2>&1 || rc=1; \
+	echo "thinlayer:"; $(PC_GREP) bin/powercut.log; \
+	echo "Moby v24.0.9 (peer):"; $(PC_GREP) bin/powercut-moby.log | grep -v '^    walk.go'; exit $$rc
 
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m for a long run).
 fuzz:

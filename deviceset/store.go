@@ -287,14 +287,6 @@ func (s store) loadTransaction() (transaction, bool, error) {
 
 func (s store) saveTransaction(t transaction) error { return s.writeJSON(transactionFile, t) }
 
-func (s store) removeTransaction() error {
-	err := os.Remove(s.path(transactionFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
 // loadBaseGrow reads the base grow's intent record, if there is one.
 func (s store) loadBaseGrow() (growRecord, bool, error) {
 	var g growRecord

@@ -27,6 +27,7 @@ var guestModules = []struct {
 	{"drivers/md/dm-thin-pool", false},
 	{"drivers/block/loop", false},
 	{"drivers/md/dm-flakey", true},
+	{"drivers/md/dm-log-writes", true},
 }
 
 // GuestTmpDir is the tmpfs that holds scratch files inside the guest:

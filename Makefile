@@ -70,7 +70,7 @@ fuzz-smoke:
 # v24.0.9's driver (compat): prints "power-cut walk: N operations, M
 # replay points: X lost, Y inconsistent" for each (docs/reliability.md).
 # Full output in bin/powercut*.log.
-PC_RUN := THINLAYER_POWERCUT=full $(GO) test -count=1 -timeout 120m -v -run
+PC_RUN := THINLAYER_POWERCUT=full $(GO) test $(TEST_TAGS) -count=1 -timeout 120m -v -run
 PC_GREP := grep -E '^(power-cut walk:|--- FAIL|FAIL|ok)|lost:|inconsistent:'
 powercut: deps
 	@mkdir -p bin; rc=0; \

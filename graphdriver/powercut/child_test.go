@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
+	"github.com/thinlayer/thinlayer/internal/faults"
 	pc "github.com/thinlayer/thinlayer/testutil/powercut"
 )
 
@@ -29,7 +29,7 @@ func childCreate(home string) {
 	id, parent, _ := strings.Cut(os.Getenv(envChildID), ":")
 	d, err := gd.Init(home, strings.Split(os.Getenv(envChildOpts), " "), gd.IdentityMapping{})
 	if err == nil {
-		deviceset.ArmFault(os.Getenv(envChildStep), 1, true)
+		faults.Arm(os.Getenv(envChildStep), 1, true)
 		err = d.Create(id, parent, nil)
 	}
 	fmt.Fprintf(os.Stderr, "powercut child: Create %s never reached %s (err: %v)\n", id, os.Getenv(envChildStep), err)

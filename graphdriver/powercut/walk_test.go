@@ -24,6 +24,7 @@ import (
 
 func TestPowerCutWalk(t *testing.T) {
 	testutil.RequireKernel(t)
+	testutil.RequireFaults(t) // init-settles kills a Create at a fault point
 	r := pc.NewRig(t)
 	ops := append(pc.DriverOps(gdtest.CrashOptions(), gdtest.WalkOptions("dm.basesize=192MB"), 192<<20),
 		// victim open (mounted) when removed: marked deleted, and

@@ -20,7 +20,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/internal/faults"
-	"github.com/thinlayer/thinlayer/internal/uml"
+	"github.com/thinlayer/thinlayer/internal/umlboot"
 )
 
 // Environment variables.
@@ -30,7 +30,7 @@ const (
 	// EnvNoUML=1 stops Main from booting User-Mode Linux.
 	EnvNoUML = "THINLAYER_NO_UML"
 	// EnvInKernel is set to "uml" inside the UML guest.
-	EnvInKernel = uml.EnvInKernel
+	EnvInKernel = umlboot.EnvInKernel
 )
 
 var (
@@ -68,7 +68,7 @@ func probeKernel() error {
 }
 
 // InUML reports whether this process runs inside the harness's UML guest.
-func InUML() bool { return uml.InGuest() }
+func InUML() bool { return umlboot.InGuest() }
 
 // RequiresRoot skips (or fails, under THINLAYER_REQUIRE_KERNEL=1) a test
 // that needs root.

@@ -8,26 +8,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinlayer/thinlayer/internal/uml"
+	"github.com/thinlayer/thinlayer/internal/umlboot"
 )
 
 // UML settings, overridable from the environment.
 const (
-	EnvUMLKernel = uml.EnvKernel // path of linux.uml
-	EnvUMLMem    = uml.EnvMem    // guest memory, e.g. "3G"
+	EnvUMLKernel = umlboot.EnvKernel // path of linux.uml
+	EnvUMLMem    = umlboot.EnvMem    // guest memory, e.g. "3G"
 )
 
 // GuestTmpDir is the tmpfs that holds scratch files inside the guest.
-const GuestTmpDir = uml.GuestTmpDir
+const GuestTmpDir = umlboot.GuestTmpDir
 
 // Main runs the tests in m where a kernel with dm-thin can be had, booting
 // UML when the host's kernel can't, and exits with their status.
 func Main(m *testing.M) {
-	uml.InitIfGuest()
+	umlboot.InitIfGuest()
 	if InUML() || os.Getenv(EnvNoUML) == "1" || hostOnlyRun() || KernelUsable() == nil {
 		os.Exit(m.Run())
 	}
-	kernel, err := uml.Kernel()
+	kernel, err := umlboot.Kernel()
 	if err == nil && raceEnabled {
 		err = errors.New("a -race binary cannot run in UML (ThreadSanitizer needs a 47-bit address space): run kernel tests without -race")
 	}
@@ -36,7 +36,7 @@ func Main(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "testutil: no dm-thin here (%v) and no UML (%v): kernel tests will skip\n", KernelUsable(), err)
 		os.Exit(m.Run())
 	}
-	os.Exit(uml.Run(kernel, os.Args[1:], testTimeout()+2*time.Minute))
+	os.Exit(umlboot.Run(kernel, os.Args[1:], testTimeout()+2*time.Minute))
 }
 
 // umlUnavailable says why Main did not boot UML, for RequireKernel's message.

@@ -5,34 +5,21 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"slices"
-	"time"
 
 	"golang.org/x/term"
 
 	"github.com/thinlayer/thinlayer/cli"
-	"github.com/thinlayer/thinlayer/internal/uml"
 )
 
-// demoTimeout bounds a demo run inside User-Mode Linux.
-const demoTimeout = 10 * time.Minute
-
 func main() {
-	uml.InitIfGuest() // never returns when booted as the UML guest's init
+	initIfDemoGuest() // never returns when booted as the demo's UML guest init
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
-	if cli.CommandName(args) == "demo" && !wantsHelp(args) && !uml.InGuest() && cli.KernelUsable() != nil {
-		kernel, err := uml.Kernel()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "thinlayer demo: %v, and no User-Mode Linux to boot instead: %v\n  what to do: run `make demo`, which installs it\n", cli.KernelUsable(), err)
-			return cli.ExitProblems
-		}
-		fmt.Fprintf(os.Stderr, "thinlayer demo: %v; booting User-Mode Linux (%s)\n", cli.KernelUsable(), kernel)
-		return uml.Run(kernel, args, demoTimeout)
+	if code, ok := demoInKernel(args); ok {
+		return code
 	}
 	return cli.Main(args, cli.Env{
 		Stdin:          os.Stdin,
@@ -41,8 +28,4 @@ func run(args []string) int {
 		StdoutTerminal: term.IsTerminal(int(os.Stdout.Fd())),
 		StderrTerminal: term.IsTerminal(int(os.Stderr.Fd())),
 	})
-}
-
-func wantsHelp(args []string) bool {
-	return slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" })
 }

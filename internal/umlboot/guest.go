@@ -1,4 +1,4 @@
-package uml
+package umlboot
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-// Package uml runs this very binary as root inside a User-Mode Linux
+// Package umlboot runs this very binary as root inside a User-Mode Linux
 // kernel that has device-mapper thin provisioning, for hosts whose own
 // kernel has none: Debian's user-mode-linux package ships a Linux 6.1 that
 // runs as a process and carries the dm-thin modules.
@@ -8,7 +8,7 @@
 // loads the device-mapper and loop modules, and re-runs itself with the
 // original arguments and environment. Its output streams back through the
 // guest's second console; its exit status comes back in a file.
-package uml
+package umlboot
 
 import (
 	"encoding/json"

@@ -19,50 +19,61 @@ type Snapshotter struct{ S *snapshotter.Snapshotter }
 
 var _ snapshots.Snapshotter = Snapshotter{}
 
+// Stat returns the snapshot's info (containerd's snapshots.Info).
 func (a Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	i, err := a.S.Stat(ctx, key)
 	return toInfo(i), convErr(err)
 }
 
+// Update changes the snapshot's labels; fieldpaths name which ("labels" or "labels.KEY").
 func (a Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
 	i, err := a.S.Update(ctx, fromInfo(info), fieldpaths...)
 	return toInfo(i), convErr(err)
 }
 
+// Usage is the snapshot's own size: the blocks its thin device maps that
+// its parent's does not map at the same place, and its inode count.
 func (a Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 	u, err := a.S.Usage(ctx, key)
 	return snapshots.Usage{Inodes: u.Inodes, Size: u.Size}, convErr(err)
 }
 
+// Mounts returns the mounts of an active snapshot: its thin device.
 func (a Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	m, err := a.S.Mounts(ctx, key)
 	return toMounts(m), convErr(err)
 }
 
+// Prepare makes an active (read-write) snapshot key on parent.
 func (a Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
 	m, err := a.S.Prepare(ctx, key, parent, convOpts(opts)...)
 	return toMounts(m), convErr(err)
 }
 
+// View makes a read-only active snapshot key on parent.
 func (a Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
 	m, err := a.S.View(ctx, key, parent, convOpts(opts)...)
 	return toMounts(m), convErr(err)
 }
 
+// Commit turns the active snapshot key into the committed snapshot name.
 func (a Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
 	return convErr(a.S.Commit(ctx, name, key, convOpts(opts)...))
 }
 
+// Remove deletes a snapshot and its thin device; one with children is refused.
 func (a Snapshotter) Remove(ctx context.Context, key string) error {
 	return convErr(a.S.Remove(ctx, key))
 }
 
+// Walk calls fn with every snapshot that matches the filters.
 func (a Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
 	return convErr(a.S.Walk(ctx, func(ctx context.Context, i snapshotter.Info) error {
 		return fn(ctx, toInfo(i))
 	}, filters...))
 }
 
+// Close closes the snapshotter (and its DeviceSet, when it opened it).
 func (a Snapshotter) Close() error { return a.S.Close() }
 
 func toInfo(i snapshotter.Info) snapshots.Info {

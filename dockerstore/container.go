@@ -23,8 +23,10 @@ type Container struct {
 	// The read-write layer: its graph-driver id, its init layer's, and the
 	// chain id of the image's top layer it sits on ("" for none).
 	MountID string `json:"mount_id,omitempty"`
-	InitID  string `json:"init_id,omitempty"`
-	Parent  Digest `json:"parent,omitempty"`
+	// RawConfig is the container's run config, a commit's image config.
+	RawConfig json.RawMessage `json:"-"`
+	InitID    string          `json:"init_id,omitempty"`
+	Parent    Digest          `json:"parent,omitempty"`
 }
 
 // State is what Docker last recorded of a container's process.
@@ -64,7 +66,7 @@ type containerConfig struct {
 		ExitCode                          int
 		StartedAt, FinishedAt             time.Time
 	}
-	Config struct{ Image string }
+	Config json.RawMessage
 }
 
 // ParseContainer reads a config.v2.json; id is the directory it is in.
@@ -76,11 +78,17 @@ func ParseContainer(id string, b []byte) (*Container, error) {
 	if c.ID != id || !isHex64(id) {
 		return nil, fmt.Errorf("%w: container directory %q holds the config of %q", ErrInvalid, truncate(id), truncate(c.ID))
 	}
+	var run struct{ Image string }
+	if len(c.Config) > 0 {
+		if err := json.Unmarshal(c.Config, &run); err != nil {
+			return nil, fmt.Errorf("%w: container %.12s config: %w", ErrInvalid, id, err)
+		}
+	}
 	img, err := ParseDigest(c.Image)
 	if err != nil {
 		return nil, fmt.Errorf("container %.12s image: %w", id, err)
 	}
-	return &Container{ID: id, Name: strings.TrimPrefix(c.Name, "/"), Image: img, ImageName: c.Config.Image,
+	return &Container{ID: id, Name: strings.TrimPrefix(c.Name, "/"), Image: img, ImageName: run.Image, RawConfig: c.Config,
 		Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created, State: State(c.State), Driver: c.Driver}, nil
 }
 
@@ -167,4 +175,25 @@ func (s *Store) Container(id string) (*Container, error) {
 
 func sortNewestFirst(list []*Container) {
 	sort.SliceStable(list, func(i, j int) bool { return list[i].Created.After(list[j].Created) })
+}
+
+// FindContainer finds a container by name, full id or a unique prefix of
+// its id, as the docker CLI does.
+func FindContainer(list []*Container, name string) (*Container, error) {
+	var byPrefix []*Container
+	for _, c := range list {
+		if c.Name == strings.TrimPrefix(name, "/") || c.ID == name {
+			return c, nil
+		}
+		if len(name) >= 1 && strings.HasPrefix(c.ID, name) {
+			byPrefix = append(byPrefix, c)
+		}
+	}
+	if len(byPrefix) == 1 {
+		return byPrefix[0], nil
+	}
+	if len(byPrefix) > 1 {
+		return nil, fmt.Errorf("%w: %q is the prefix of %d containers", ErrNotFound, truncate(name), len(byPrefix))
+	}
+	return nil, fmt.Errorf("%w: no container %q", ErrNotFound, truncate(name))
 }

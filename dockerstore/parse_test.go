@@ -234,3 +234,12 @@ func FuzzTarSize(f *testing.F) {
 		}
 	})
 }
+
+func TestNormalizeTag(t *testing.T) {
+	for in, want := range map[string]string{"a": "a:latest", "a:1": "a:1", "reg:5000/a": "reg:5000/a:latest", "reg:5000/a:v": "reg:5000/a:v", "a:b:c": "", "A B": "", "a:": ""} {
+		got, err := NormalizeTag(in)
+		if got != want || (err == nil) != (want != "") {
+			t.Errorf("NormalizeTag(%q) = %q, %v", in, got, err)
+		}
+	}
+}

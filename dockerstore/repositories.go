@@ -71,6 +71,25 @@ func validRepo(s string) bool {
 			return false
 		}
 	}
+	return validPort(s)
+}
+
+// validPort: a ':' only as a registry's port, digits in the first of
+// several path components ("host:5000/name").
+func validPort(repo string) bool {
+	i := strings.IndexByte(repo, ':')
+	if i < 0 {
+		return true
+	}
+	port, rest, ok := strings.Cut(repo[i+1:], "/")
+	if !ok || port == "" || strings.IndexByte(repo[:i], '/') >= 0 || strings.IndexByte(rest, ':') >= 0 {
+		return false
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
 	return true
 }
 
@@ -102,4 +121,18 @@ func (s *Store) Refs() ([]Ref, error) {
 		return nil, err
 	}
 	return ParseRepositories(b)
+}
+
+// NormalizeTag checks s is "repo:tag" or "repo" and returns the former
+// (":latest" added).
+func NormalizeTag(s string) (string, error) {
+	repo, _ := splitTag(s)
+	r := Ref{Repo: repo, Ref: s}
+	if repo == s {
+		r.Ref = s + ":latest"
+	}
+	if !validRepo(repo) || !validRef(r) {
+		return "", fmt.Errorf("%w: %q is not a NAME:TAG", ErrInvalid, truncate(s))
+	}
+	return r.Ref, nil
 }

@@ -82,16 +82,28 @@ var archiveTime = time.Unix(0, 0).UTC()
 // its changes, with a note on warn. An error means the archive is
 // incomplete and must be thrown away.
 func Save(w io.Writer, s *Store, images []SaveImage, src LayerSource, warn io.Writer) (*SaveReport, error) {
-	sv := &saver{s: s, src: src, tw: tar.NewWriter(w), written: map[Digest]Digest{}, rep: &SaveReport{}, warn: warn}
+	sv := newSaver(w, s, src, warn)
 	var manifest []manifestEntry
-	repos := map[string]map[string]string{}
 	for _, want := range images {
 		m, err := sv.image(want)
 		if err != nil {
 			return sv.rep, err
 		}
 		manifest = append(manifest, m)
-		for _, t := range want.Tags {
+	}
+	return sv.rep, sv.finish(manifest)
+}
+
+func newSaver(w io.Writer, s *Store, src LayerSource, warn io.Writer) *saver {
+	return &saver{s: s, src: src, tw: tar.NewWriter(w), written: map[Digest]Digest{}, rep: &SaveReport{}, warn: warn}
+}
+
+// finish writes manifest.json and repositories (each tag's top layer) and
+// ends the archive.
+func (sv *saver) finish(manifest []manifestEntry) error {
+	repos := map[string]map[string]string{}
+	for _, m := range manifest {
+		for _, t := range m.RepoTags {
 			repo, tag := splitTag(t)
 			if repos[repo] == nil {
 				repos[repo] = map[string]string{}
@@ -102,12 +114,12 @@ func Save(w io.Writer, s *Store, images []SaveImage, src LayerSource, warn io.Wr
 		}
 	}
 	if err := sv.writeJSON("manifest.json", manifest); err != nil {
-		return sv.rep, err
+		return err
 	}
 	if err := sv.writeJSON("repositories", repos); err != nil {
-		return sv.rep, err
+		return err
 	}
-	return sv.rep, sv.tw.Close()
+	return sv.tw.Close()
 }
 
 func splitTag(ref string) (string, string) {
@@ -125,22 +137,11 @@ func (sv *saver) image(want SaveImage) (manifestEntry, error) {
 	if err != nil {
 		return manifestEntry{}, err
 	}
-	layers, err := sv.s.Layers(img)
+	m, diffIDs, err := sv.layers(img)
 	if err != nil {
-		return manifestEntry{}, err
+		return m, err
 	}
-	m := manifestEntry{RepoTags: want.Tags}
-	diffIDs := make([]Digest, len(layers))
-	for i, l := range layers {
-		parent := ""
-		if i > 0 {
-			parent = layers[i-1].CacheID
-		}
-		if diffIDs[i], err = sv.layer(l, parent); err != nil {
-			return m, err
-		}
-		m.Layers = append(m.Layers, diffIDs[i].Hex()+"/layer.tar")
-	}
+	m.RepoTags = want.Tags
 	raw, saved := img.Raw, SavedImage{ID: img.ID, Tags: want.Tags, DiffIDs: diffIDs}
 	if !equalDigests(diffIDs, img.DiffIDs) {
 		if raw, err = withDiffIDs(img.Raw, diffIDs); err != nil {
@@ -151,6 +152,27 @@ func (sv *saver) image(want SaveImage) (manifestEntry, error) {
 	m.Config = saved.ID.Hex() + ".json"
 	sv.rep.Images = append(sv.rep.Images, saved)
 	return m, sv.writeFile(m.Config, raw)
+}
+
+// layers writes the image's layers; their diff ids as written.
+func (sv *saver) layers(img *Image) (manifestEntry, []Digest, error) {
+	var m manifestEntry
+	layers, err := sv.s.Layers(img)
+	if err != nil {
+		return m, nil, err
+	}
+	diffIDs := make([]Digest, len(layers))
+	for i, l := range layers {
+		parent := ""
+		if i > 0 {
+			parent = layers[i-1].CacheID
+		}
+		if diffIDs[i], err = sv.layer(l, parent); err != nil {
+			return m, nil, err
+		}
+		m.Layers = append(m.Layers, diffIDs[i].Hex()+"/layer.tar")
+	}
+	return m, diffIDs, nil
 }
 
 // layer writes layer l's tar unless written already; its diff id.
@@ -205,18 +227,30 @@ func (sv *saver) done(chain, diff Digest, size int64) {
 	sv.rep.Bytes += size
 }
 
-// rebuilt writes a plain tar of the layer's changes, spooled to learn its
-// size and digest first.
+// rebuilt writes a plain tar of the layer's changes in place of the
+// byte-exact one.
 func (sv *saver) rebuilt(l *Layer, parentCacheID string) (Digest, error) {
 	fmt.Fprintf(sv.warn, "layer %s (%s) has no tar-split record: saving a plain tar of its files; its digest and its images' ids change\n", l.ChainID.Short(), l.CacheID)
-	rc, err := sv.src.PlainDiff(l.CacheID, parentCacheID)
+	d, n, err := sv.plainLayer(l.CacheID, parentCacheID)
 	if err != nil {
 		return "", fmt.Errorf("layer %s (%s): %w", l.ChainID.Short(), l.CacheID, err)
+	}
+	sv.rep.Rebuilt = append(sv.rep.Rebuilt, Rebuilt{ChainID: l.ChainID, CacheID: l.CacheID, DiffID: l.DiffID, NewDiffID: d})
+	sv.done(l.ChainID, d, n)
+	return d, nil
+}
+
+// plainLayer writes a plain tar of cacheID's changes over parentCacheID,
+// spooled first to learn its size and digest; its digest and size.
+func (sv *saver) plainLayer(cacheID, parentCacheID string) (Digest, int64, error) {
+	rc, err := sv.src.PlainDiff(cacheID, parentCacheID)
+	if err != nil {
+		return "", 0, err
 	}
 	spool, err := os.CreateTemp("", "thinlayer-layer-")
 	if err != nil {
 		rc.Close()
-		return "", err
+		return "", 0, err
 	}
 	defer func() { spool.Close(); os.Remove(spool.Name()) }()
 	h := sha256.New()
@@ -225,21 +259,17 @@ func (sv *saver) rebuilt(l *Layer, parentCacheID string) (Digest, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("layer %s (%s): plain tar: %w", l.ChainID.Short(), l.CacheID, err)
+		return "", 0, fmt.Errorf("plain tar: %w", err)
 	}
 	d := Digest("sha256:" + hex.EncodeToString(h.Sum(nil)))
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if err := sv.header(d.Hex()+"/layer.tar", n); err != nil {
-		return "", err
+		return "", 0, err
 	}
-	if _, err := io.Copy(sv.tw, spool); err != nil {
-		return "", err
-	}
-	sv.rep.Rebuilt = append(sv.rep.Rebuilt, Rebuilt{ChainID: l.ChainID, CacheID: l.CacheID, DiffID: l.DiffID, NewDiffID: d})
-	sv.done(l.ChainID, d, n)
-	return d, nil
+	_, err = io.Copy(sv.tw, spool)
+	return d, n, err
 }
 
 func (sv *saver) header(name string, size int64) error {

@@ -47,6 +47,8 @@ type cmdFlags struct {
 	parent, output      string
 	input, sortKey      string
 	to, dataRoot, name  string // docker-switch
+	all                 bool   // images, save
+	tag                 string // commit
 }
 
 // call is one run of a command: common flags, its flags, its arguments.

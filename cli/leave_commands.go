@@ -66,9 +66,10 @@ func writeArchive(c *call, write func(w io.Writer) (*dockerstore.SaveReport, err
 		return fmt.Errorf("%w: refusing to write an archive to a terminal: use -o FILE or a pipe", ErrUsage)
 	}
 	if toFile {
-		f, err := os.OpenFile(c.flags.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			return err
+		// oerr, not err: the deferred removal must see the result err.
+		f, oerr := os.OpenFile(c.flags.output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if oerr != nil {
+			return oerr
 		}
 		defer func() {
 			if cerr := f.Close(); err == nil {

@@ -49,6 +49,7 @@ type cmdFlags struct {
 	to, dataRoot, name  string // docker-switch
 	all                 bool   // images, save
 	tag                 string // commit
+	oci                 bool   // save, commit
 }
 
 // call is one run of a command: common flags, its flags, its arguments.

@@ -15,7 +15,7 @@ import (
 // the Docker at dataRoot as one `docker save` archive to w, each layer
 // reassembled from its thin device and tar-split record. The home is
 // opened read-only; warn gets a note per layer saved without a record.
-func (h Home) SaveImages(dataRoot string, names []string, all bool, w, warn io.Writer) (rep *dockerstore.SaveReport, err error) {
+func (h Home) SaveImages(dataRoot string, names []string, all bool, format dockerstore.Format, w, warn io.Writer) (rep *dockerstore.SaveReport, err error) {
 	s, err := openDockerStore(h.dataRoot(dataRoot))
 	if err != nil {
 		return nil, err
@@ -30,7 +30,7 @@ func (h Home) SaveImages(dataRoot string, names []string, all bool, w, warn io.W
 		defer bar.Finish()
 	}
 	err = h.look(func(ds *deviceset.DeviceSet) error {
-		rep, err = dockerstore.Save(w, s, want, homeLayers{ds}, warn)
+		rep, err = dockerstore.Save(w, format, s, want, homeLayers{ds}, warn)
 		return err
 	})
 	return rep, err
@@ -38,7 +38,7 @@ func (h Home) SaveImages(dataRoot string, names []string, all bool, w, warn io.W
 
 // CommitContainer writes what `docker commit` + `docker save` would have
 // made of container name, tagged tag, to w. The home is opened read-only.
-func (h Home) CommitContainer(dataRoot, name, tag string, w, warn io.Writer) (rep *dockerstore.SaveReport, err error) {
+func (h Home) CommitContainer(dataRoot, name, tag string, format dockerstore.Format, w, warn io.Writer) (rep *dockerstore.SaveReport, err error) {
 	s, err := openDockerStore(h.dataRoot(dataRoot))
 	if err != nil {
 		return nil, err
@@ -61,7 +61,7 @@ func (h Home) CommitContainer(dataRoot, name, tag string, w, warn io.Writer) (re
 		fmt.Fprintf(warn, "note: container %s was running when Docker stopped: its files may be half written\n", ctr.Name)
 	}
 	err = h.look(func(ds *deviceset.DeviceSet) error {
-		rep, err = dockerstore.Commit(w, s, ctr, tag, homeLayers{ds}, warn, time.Now())
+		rep, err = dockerstore.Commit(w, format, s, ctr, tag, homeLayers{ds}, warn, time.Now())
 		return err
 	})
 	return rep, err

@@ -12,12 +12,12 @@ import (
 // changes over its init layer as a new top layer (Docker's whiteout
 // format), and a config that is the image's with c's run config, a
 // history step and the new layer; tagged tag when not "". The new
-// image's id is in the report.
-func Commit(w io.Writer, s *Store, c *Container, tag string, src LayerSource, warn io.Writer, now time.Time) (*SaveReport, error) {
+// image's id is in the report. format is the archive's, as Save's.
+func Commit(w io.Writer, format Format, s *Store, c *Container, tag string, src LayerSource, warn io.Writer, now time.Time) (*SaveReport, error) {
 	if c.Driver != s.Driver || c.MountID == "" {
 		return nil, fmt.Errorf("%w: container %.12s has no %s read-write layer (driver %q)", ErrNotFound, c.ID, s.Driver, c.Driver)
 	}
-	sv := newSaver(w, s, src, warn)
+	sv := newSaver(w, format, s, src, warn)
 	img, err := s.Image(c.Image)
 	if err != nil {
 		return nil, err
@@ -30,10 +30,11 @@ func Commit(w io.Writer, s *Store, c *Container, tag string, src LayerSource, wa
 	if err != nil {
 		return sv.rep, fmt.Errorf("container %.12s changes (%s): %w", c.ID, c.MountID, err)
 	}
+	sv.sizes[d] = n
 	sv.rep.Layers++
 	sv.rep.Bytes += n
 	diffIDs = append(diffIDs, d)
-	m.Layers = append(m.Layers, d.Hex()+"/layer.tar")
+	m.Layers = append(m.Layers, sv.layerName(d))
 	raw, err := commitConfig(img.Raw, c, diffIDs, now)
 	if err != nil {
 		return sv.rep, fmt.Errorf("container %.12s: %w", c.ID, err)
@@ -42,9 +43,7 @@ func Commit(w io.Writer, s *Store, c *Container, tag string, src LayerSource, wa
 	if tag != "" {
 		saved.Tags, m.RepoTags = []string{tag}, []string{tag}
 	}
-	m.Config = saved.ID.Hex() + ".json"
-	sv.rep.Images = append(sv.rep.Images, saved)
-	if err := sv.writeFile(m.Config, raw); err != nil {
+	if m, err = sv.addImage(m, saved, raw); err != nil {
 		return sv.rep, err
 	}
 	return sv.rep, sv.finish([]manifestEntry{m})

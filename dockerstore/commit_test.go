@@ -42,7 +42,7 @@ func TestCommit(t *testing.T) {
 		t.Fatalf("by id prefix: %v", err)
 	}
 	var buf bytes.Buffer
-	rep, err := Commit(&buf, s, c, "a:committed", f, os.Stderr, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	rep, err := Commit(&buf, DockerArchive, s, c, "a:committed", f, os.Stderr, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
 	must(t, err)
 	members := readArchive(t, buf.Bytes())
 	saved := rep.Images[0]

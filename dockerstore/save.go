@@ -61,12 +61,28 @@ type manifestEntry struct {
 	Layers   []string
 }
 
-// saver writes one docker-save archive.
+// Format is an archive's layout.
+type Format int
+
+const (
+	// DockerArchive is `docker save`'s: <diff id>/layer.tar, <id>.json,
+	// manifest.json, repositories.
+	DockerArchive Format = iota
+	// OCIArchive is an OCI image layout (oci-layout, index.json,
+	// blobs/sha256/…) with a manifest.json into its blobs, as Docker 25's
+	// `docker save` writes: containerd and Docker of any version load it.
+	OCIArchive
+)
+
+// saver writes one archive.
 type saver struct {
 	s       *Store
 	src     LayerSource
+	format  Format
 	tw      *tar.Writer
 	written map[Digest]Digest // chain id → diff id its tar has
+	sizes   map[Digest]int64  // diff id → size of the tar written
+	index   []ociDescriptor   // OCIArchive: a manifest per image and tag
 	rep     *SaveReport
 	warn    io.Writer
 }
@@ -80,9 +96,10 @@ var archiveTime = time.Unix(0, 0).UTC()
 // <diff id>/layer.tar, reassembled byte for byte from the layer's files and
 // tar-split record. A layer without a record is written as a plain tar of
 // its changes, with a note on warn. An error means the archive is
-// incomplete and must be thrown away.
-func Save(w io.Writer, s *Store, images []SaveImage, src LayerSource, warn io.Writer) (*SaveReport, error) {
-	sv := newSaver(w, s, src, warn)
+// incomplete and must be thrown away. OCIArchive names the same bytes by
+// their digests instead.
+func Save(w io.Writer, format Format, s *Store, images []SaveImage, src LayerSource, warn io.Writer) (*SaveReport, error) {
+	sv := newSaver(w, format, s, src, warn)
 	var manifest []manifestEntry
 	for _, want := range images {
 		m, err := sv.image(want)
@@ -94,13 +111,34 @@ func Save(w io.Writer, s *Store, images []SaveImage, src LayerSource, warn io.Wr
 	return sv.rep, sv.finish(manifest)
 }
 
-func newSaver(w io.Writer, s *Store, src LayerSource, warn io.Writer) *saver {
-	return &saver{s: s, src: src, tw: tar.NewWriter(w), written: map[Digest]Digest{}, rep: &SaveReport{}, warn: warn}
+func newSaver(w io.Writer, format Format, s *Store, src LayerSource, warn io.Writer) *saver {
+	return &saver{s: s, src: src, format: format, tw: tar.NewWriter(w), written: map[Digest]Digest{},
+		sizes: map[Digest]int64{}, rep: &SaveReport{}, warn: warn}
 }
 
-// finish writes manifest.json and repositories (each tag's top layer) and
-// ends the archive.
+// layerName and configName are where a layer's tar and an image's config
+// go in the archive.
+func (sv *saver) layerName(diff Digest) string {
+	if sv.format == OCIArchive {
+		return blobName(diff)
+	}
+	return diff.Hex() + "/layer.tar"
+}
+
+func (sv *saver) configName(id Digest) string {
+	if sv.format == OCIArchive {
+		return blobName(id)
+	}
+	return id.Hex() + ".json"
+}
+
+// finish writes manifest.json and repositories (each tag's top layer), or
+// for OCIArchive manifest.json, index.json and oci-layout, and ends the
+// archive.
 func (sv *saver) finish(manifest []manifestEntry) error {
+	if sv.format == OCIArchive {
+		return sv.finishOCI(manifest)
+	}
 	repos := map[string]map[string]string{}
 	for _, m := range manifest {
 		for _, t := range m.RepoTags {
@@ -149,9 +187,21 @@ func (sv *saver) image(want SaveImage) (manifestEntry, error) {
 		}
 		saved.ID, saved.OriginalID = DigestOf(raw), img.ID
 	}
-	m.Config = saved.ID.Hex() + ".json"
+	return sv.addImage(m, saved, raw)
+}
+
+// addImage writes an image's config (and, for OCIArchive, its manifest)
+// once its layers are in the archive.
+func (sv *saver) addImage(m manifestEntry, saved SavedImage, raw []byte) (manifestEntry, error) {
+	m.Config = sv.configName(saved.ID)
 	sv.rep.Images = append(sv.rep.Images, saved)
-	return m, sv.writeFile(m.Config, raw)
+	if err := sv.writeFile(m.Config, raw); err != nil {
+		return m, err
+	}
+	if sv.format == OCIArchive {
+		return m, sv.ociManifest(saved, raw)
+	}
+	return m, nil
 }
 
 // layers writes the image's layers; their diff ids as written.
@@ -170,7 +220,7 @@ func (sv *saver) layers(img *Image) (manifestEntry, []Digest, error) {
 		if diffIDs[i], err = sv.layer(l, parent); err != nil {
 			return m, nil, err
 		}
-		m.Layers = append(m.Layers, diffIDs[i].Hex()+"/layer.tar")
+		m.Layers = append(m.Layers, sv.layerName(diffIDs[i]))
 	}
 	return m, diffIDs, nil
 }
@@ -179,6 +229,10 @@ func (sv *saver) layers(img *Image) (manifestEntry, []Digest, error) {
 func (sv *saver) layer(l *Layer, parentCacheID string) (Digest, error) {
 	if d, ok := sv.written[l.ChainID]; ok {
 		return d, nil
+	}
+	if _, ok := sv.sizes[l.DiffID]; ok {
+		sv.written[l.ChainID] = l.DiffID // the same tar in another chain (an empty layer)
+		return l.DiffID, nil
 	}
 	size, err := sv.tarSize(l)
 	if errors.Is(err, ErrNoTarSplit) {
@@ -193,7 +247,7 @@ func (sv *saver) layer(l *Layer, parentCacheID string) (Digest, error) {
 	}
 	rec, err := sv.s.TarSplit(l)
 	if err == nil {
-		if err = sv.header(l.DiffID.Hex()+"/layer.tar", size); err == nil {
+		if err = sv.header(sv.layerName(l.DiffID), size); err == nil {
 			_, err = Assemble(sv.tw, l, files, rec)
 		}
 		rec.Close()
@@ -223,6 +277,7 @@ func (sv *saver) tarSize(l *Layer) (int64, error) {
 
 func (sv *saver) done(chain, diff Digest, size int64) {
 	sv.written[chain] = diff
+	sv.sizes[diff] = size
 	sv.rep.Layers++
 	sv.rep.Bytes += size
 }
@@ -262,10 +317,13 @@ func (sv *saver) plainLayer(cacheID, parentCacheID string) (Digest, int64, error
 		return "", 0, fmt.Errorf("plain tar: %w", err)
 	}
 	d := Digest("sha256:" + hex.EncodeToString(h.Sum(nil)))
+	if _, ok := sv.sizes[d]; ok {
+		return d, n, nil // in the archive already
+	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return "", 0, err
 	}
-	if err := sv.header(d.Hex()+"/layer.tar", n); err != nil {
+	if err := sv.header(sv.layerName(d), n); err != nil {
 		return "", 0, err
 	}
 	_, err = io.Copy(sv.tw, spool)

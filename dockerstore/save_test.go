@@ -29,6 +29,10 @@ func twoImages(t *testing.T, f *fixture, withTarSplit bool) (img1, img2 Digest, 
 }
 
 func saveAll(t *testing.T, f *fixture) ([]byte, *SaveReport, error) {
+	return saveAllAs(t, f, DockerArchive)
+}
+
+func saveAllAs(t *testing.T, f *fixture, format Format) ([]byte, *SaveReport, error) {
 	s, err := Open(f.root, "devicemapper")
 	must(t, err)
 	defer s.Close()
@@ -43,7 +47,7 @@ func saveAll(t *testing.T, f *fixture) ([]byte, *SaveReport, error) {
 	}
 	var buf bytes.Buffer
 	var warn bytes.Buffer
-	rep, err := Save(&buf, s, want, f, &warn)
+	rep, err := Save(&buf, format, s, want, f, &warn)
 	if rep != nil && len(rep.Rebuilt) > 0 && !strings.Contains(warn.String(), "no tar-split record") {
 		t.Errorf("a rebuilt layer without a warning: %q", warn.String())
 	}

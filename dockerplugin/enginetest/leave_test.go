@@ -37,7 +37,9 @@ func leaveImages(t *testing.T, busybox []byte) []loadImage {
 		hdr("usr/share/big", tar.TypeReg, 0o644, strings.Repeat("leave devicemapper ", 1<<14), "")})
 	l3 := rawTar(t, []rawEntry{hdr("etc/", tar.TypeDir, 0o755, "", ""), hdr("etc/.wh.gone", tar.TypeReg, 0, "", ""),
 		hdr("etc/base", tar.TypeReg, 0o644, "base v3\n", "")})
-	l5 := rawTar(t, []rawEntry{hdr("etc/", tar.TypeDir, 0o755, "", ""), hdr("etc/gone", tar.TypeReg, 0o600, "back\n", "")})
+	// Layer 5 in GNU form, which no plain tar of its files is written
+	// in: without its tar-split record its digest must change.
+	l5 := rawTar(t, []rawEntry{gnu(hdr("etc/", tar.TypeDir, 0o755, "", "")), gnu(hdr("etc/gone", tar.TypeReg, 0o600, "back\n", ""))})
 	lb := rawTar(t, []rawEntry{hdr("etc/", tar.TypeDir, 0o755, "", ""), hdr("etc/b", tar.TypeReg, 0o644, "image b\n", "")})
 	return []loadImage{
 		{tags: []string{"leave/a:1", "leave/a:latest"}, layers: [][]byte{base, l2, l3, rawTar(t, nil), l5}},
@@ -96,6 +98,8 @@ func TestLeaveDevicemapper(t *testing.T) {
 	out := thinlayer(t, 0, append([]string{"save", "--all", "-o", saved}, e.homeArgs()...)...)
 	committed := filepath.Join(e.dir, "commit.tar")
 	out += thinlayer(t, 0, append([]string{"commit", "writer", "--tag", "leave/thinlayer-commit:1", "-o", committed}, e.homeArgs()...)...)
+	savedOCI := filepath.Join(e.dir, "saved-oci.tar")
+	out += thinlayer(t, 0, append([]string{"save", "--all", "--oci", "-o", savedOCI}, e.homeArgs()...)...)
 	t.Logf("thinlayer images, containers, save --all, commit: %v; %s", time.Since(start), out)
 
 	start = time.Now()
@@ -121,11 +125,17 @@ func TestLeaveDevicemapper(t *testing.T) {
 	if a, c := layersOf("leave/a:1"), layersOf("leave/thinlayer-commit:1"); !strings.HasPrefix(c, strings.TrimSuffix(a, "]\n")+" ") {
 		t.Fatalf("thinlayer commit's layers %s do not start with the image's %s", c, a)
 	}
-	if got := v.mustDocker(t, "run", "--rm", "--network", "none", "leave/b:1", "cat", "/etc/b", "/etc/base"); got != "image b\nbase v1\n" {
-		t.Fatalf("on vfs, leave/b:1: %q", got)
-	}
+	v.checkOCILoad(t, savedOCI)
+	wantCommit := v.mustDocker(t, "image", "inspect", "-f", "{{.Id}} {{.RootFS.Layers}}", "leave/thinlayer-commit:1")
 	v.dockerd.stop(t)
 	t.Logf("vfs dockerd load and run: %v", time.Since(start))
+
+	start = time.Now()
+	want3 := []string{"leave/a:1", "leave/b:1", "leave/committed:1"}
+	e.checkCtrImport(t, "dsave", saved, want3, wantInspect)
+	e.checkCtrImport(t, "oci", savedOCI, want3, wantInspect)
+	e.checkCtrImport(t, "commit", committed, []string{"leave/thinlayer-commit:1"}, wantCommit)
+	t.Logf("containerd import of the three archives: %v", time.Since(start))
 
 	e.checkDamagedSaves(t)
 }
@@ -157,7 +167,11 @@ func (e *engine) checkDamagedSaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := thinlayer(t, 0, append([]string{"save", "leave/b:1", "leave/committed:1", "-o", filepath.Join(e.dir, "plain.tar")}, e.homeArgs()...)...)
-	if !strings.Contains(out, "layer "+layers[4].ChainID.Short()+" had no tar-split record") || !strings.Contains(out, "is now") {
+	committedID, _, err := dockerstore.Resolve("leave/committed:1", refs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "layer "+layers[4].ChainID.Short()+" had no tar-split record") || !strings.Contains(out, "image "+committedID.Short()+" is now") {
 		t.Fatalf("save without a tar-split record: %s", out)
 	}
 	mnt := t.TempDir()
@@ -174,6 +188,7 @@ func (e *engine) checkDamagedSaves(t *testing.T) {
 	if _, err := os.Stat(bad); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a failed save left its archive: %v", err)
 	}
+	e.checkCorruptConfig(t, s, refs)
 }
 
 // sibling is a second dockerd's engine in dir/name, on e's containerd.
@@ -272,6 +287,11 @@ func rawTar(t *testing.T, entries []rawEntry) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+func gnu(e rawEntry) rawEntry {
+	e.h.Format = tar.FormatGNU
+	return e
 }
 
 // loadImage is an image of a `docker load` archive.

@@ -210,7 +210,7 @@ const slow = 10 * time.Minute
 
 // mustDockerWithin is mustDocker with its own time limit, for a load on a
 // busy machine.
-func (e *engine) mustDockerWithin(t *testing.T, limit time.Duration, args ...string) string {
+func (e *engine) mustDockerWithin(t testing.TB, limit time.Duration, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()

@@ -52,9 +52,12 @@ func leaveImages(t *testing.T, busybox []byte) []loadImage {
 // stopped, its commit, a container never started); with dockerd stopped,
 // thinlayer images and containers list what docker did, and thinlayer
 // save --all makes an archive a fresh dockerd on vfs loads with every
-// image id and layer digest the original's and the files all there. A
-// file changed on a layer's device then stops a save naming the layer
-// and file; a lost tar-split record is saved as a plain tar, reported.
+// image id and layer digest the original's and the files all there; so
+// does its --oci layout. containerd imports the docker-save, OCI and
+// commit archives (unpacking them) with the original config and layer
+// digests. A lost tar-split record is then saved as a plain tar,
+// reported with the new ids; a file changed on a layer's device stops a
+// save naming the layer and file; a corrupt config stops one naming it.
 func TestLeaveDevicemapper(t *testing.T) {
 	docker, busybox := requireEngine(t)
 	e := newBareEngine(t, docker)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestSaveOCI: --oci's layout has the same layer bytes and configs as the
@@ -136,5 +137,42 @@ func memberNames(t *testing.T, b []byte) []string {
 		}
 		must(t, err)
 		names = append(names, h.Name)
+	}
+}
+
+// TestCommitOCI: commit --oci's index names the new image, whose manifest
+// lists the image's layers and the container's as blobs of their sizes.
+func TestCommitOCI(t *testing.T) {
+	f := newFixture(t)
+	img1, _, _ := twoImages(t, f, true)
+	f.addContainer(t, hexA, "c1", img1, []member{{name: "written", body: "by the container\n"}})
+	s, err := Open(f.root, "devicemapper")
+	must(t, err)
+	defer s.Close()
+	list, err := s.Containers()
+	must(t, err)
+	c, err := FindContainer(list, "c1")
+	must(t, err)
+	var buf bytes.Buffer
+	rep, err := Commit(&buf, OCIArchive, s, c, "a:committed", f, io.Discard, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	must(t, err)
+	members := readArchive(t, buf.Bytes())
+	var index ociIndex
+	must(t, json.Unmarshal(members["index.json"], &index))
+	if len(index.Manifests) != 1 || index.Manifests[0].Annotations[annotationImageName] != "docker.io/library/a:committed" {
+		t.Fatalf("index: %+v", index)
+	}
+	var m ociManifest
+	must(t, json.Unmarshal(members[blobName(index.Manifests[0].Digest)], &m))
+	if m.Config.Digest != rep.Images[0].ID || len(m.Layers) != 3 {
+		t.Fatalf("manifest: %+v, want config %s and 3 layers", m, rep.Images[0].ID)
+	}
+	for _, l := range m.Layers {
+		if b, ok := members[blobName(l.Digest)]; !ok || DigestOf(b) != l.Digest || int64(len(b)) != l.Size {
+			t.Errorf("layer blob %s: in archive %v", l.Digest.Short(), ok)
+		}
+	}
+	if !bytes.Contains(members[blobName(m.Layers[2].Digest)], []byte("by the container\n")) {
+		t.Error("the container's layer lacks its file")
 	}
 }

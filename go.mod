@@ -9,6 +9,7 @@ require (
 	github.com/opencontainers/selinux v1.15.1
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/sirupsen/logrus v1.10.2
+	github.com/vbatts/tar-split v0.12.3
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.44.0

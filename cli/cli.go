@@ -47,6 +47,9 @@ type cmdFlags struct {
 	parent, output      string
 	input, sortKey      string
 	to, dataRoot, name  string // docker-switch
+	all                 bool   // images, save
+	tag                 string // commit
+	oci                 bool   // save, commit
 }
 
 // call is one run of a command: common flags, its flags, its arguments.

@@ -11,7 +11,7 @@ import (
 )
 
 // commandOrder is how help lists the commands.
-var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "demo", "version"}
+var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "images", "containers", "save", "commit", "demo", "version"}
 
 func (c command) order() int {
 	for i, n := range commandOrder {
@@ -44,6 +44,10 @@ func commands() map[string]command {
 			help: "Settles an interrupted transaction, finishes pending deferred deletions and deletes the\npool's thin devices that no layer names (what a crash can leave). --dry-run only says\nwhat it would do. Needs the home to itself."},
 		{name: "docker-switch", args: "--to plugin|builtin [--data-root DIR] [--name NAME] [--dry-run]", summary: "move a stopped Docker between its devicemapper driver and the thinlayer plugin", flags: switchFlags, run: runDockerSwitch,
 			help: "Moves a stopped Docker's images and containers from its built-in devicemapper driver\n(Docker ≤ 24) to the thinlayer-docker-plugin (--to plugin), or back (--to builtin):\nrenames <data-root>/image/devicemapper to image/NAME and rewrites each container's\nconfig.v2.json Driver, or the reverse. The layers stay in <data-root>/devicemapper, which\nthe plugin serves. Refuses while dockerd runs. Safe to run again after an interruption.\n--data-root defaults to /var/lib/docker, --name (the plugin's) to thinlayer; --home is\nnot used."},
+		{name: "images", args: "[-a] [--data-root DIR]", summary: "the images of the Docker whose home this is, as docker images listed them", flags: leaveFlags, run: runImages, help: imagesHelp},
+		{name: "containers", args: "[--data-root DIR]", summary: "its containers, as docker ps -a listed them, with their read-write layers", flags: leaveFlags, run: runContainers, help: containersHelp},
+		{name: "save", args: "IMAGE... | --all [--oci] [-o FILE] [--data-root DIR]", nargs: -1, summary: "write images as a docker save archive, layers byte for byte", flags: leaveFlags, run: runSave, help: saveHelp},
+		{name: "commit", args: "CONTAINER [--tag NAME:TAG] [--oci] [-o FILE] [--data-root DIR]", nargs: 1, summary: "write a container's changes on its image as a docker save archive", flags: leaveFlags, run: runCommit, help: commitHelp},
 		{name: "demo", summary: "a tour in a throwaway home (boots User-Mode Linux if needed)", flags: noFlags, run: runDemo, nargs: 0,
 			help: "Makes a small loop-backed home in a temporary directory and walks through the commands:\nimport a generated root filesystem, snapshot it, mount and change it, ls, status, the\nchanges and diff size, export the diff, remove everything, check. --home is ignored."},
 		{name: "version", summary: "thinlayer's version and commit", flags: noFlags, run: runVersion, nargs: 0,

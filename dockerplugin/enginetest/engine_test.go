@@ -35,7 +35,7 @@ type engine struct {
 // requireEngine finds Debian's docker.io and the static busybox the image
 // is made of. Missing ones skip the test — or fail it under
 // THINLAYER_REQUIRE_KERNEL=1, as CI runs (make deps installs them).
-func requireEngine(t *testing.T) (docker string, busybox []byte) {
+func requireEngine(t testing.TB) (docker string, busybox []byte) {
 	t.Helper()
 	testutil.RequireKernel(t)
 	var missing []string
@@ -64,7 +64,7 @@ func isDynamic(elf []byte) bool {
 	return bytes.Contains(elf[:min(len(elf), 4096)], []byte("/lib64/ld-linux"))
 }
 
-func newEngine(t *testing.T, docker string) *engine {
+func newEngine(t testing.TB, docker string) *engine {
 	e := newBareEngine(t, docker)
 	e.startPlugin(t)
 	e.startDockerd(t)
@@ -72,7 +72,7 @@ func newEngine(t *testing.T, docker string) *engine {
 }
 
 // newBareEngine has containerd running, and neither plugin nor dockerd.
-func newBareEngine(t *testing.T, docker string) *engine {
+func newBareEngine(t testing.TB, docker string) *engine {
 	dir := t.TempDir()
 	e := &engine{dir: dir, home: filepath.Join(dir, "home"), sock: filepath.Join(dir, "docker.sock"), docker: docker,
 		env: []string{"DOCKER_HOST=unix://" + filepath.Join(dir, "docker.sock"), "DOCKER_CONFIG=" + filepath.Join(dir, "cli")}}
@@ -83,7 +83,7 @@ func newBareEngine(t *testing.T, docker string) *engine {
 }
 
 // mountCgroup2 gives runc the unified hierarchy (the guest boots without).
-func mountCgroup2(t *testing.T) {
+func mountCgroup2(t testing.TB) {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		return
 	}
@@ -92,7 +92,7 @@ func mountCgroup2(t *testing.T) {
 	}
 }
 
-func (e *engine) startContainerd(t *testing.T) {
+func (e *engine) startContainerd(t testing.TB) {
 	d := filepath.Join(e.dir, "containerd")
 	os.MkdirAll(d, 0o700)
 	cfg := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.aufs\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n",
@@ -105,7 +105,7 @@ func (e *engine) startContainerd(t *testing.T) {
 }
 
 // startPlugin runs the plugin command (this binary, see TestMain).
-func (e *engine) startPlugin(t *testing.T) {
+func (e *engine) startPlugin(t testing.TB) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -118,11 +118,11 @@ func (e *engine) startPlugin(t *testing.T) {
 	e.plugin.waitSocket(t, filepath.Join("/run/docker/plugins", pluginName+".sock"))
 }
 
-func (e *engine) startDockerd(t *testing.T) { e.startDockerdOn(t, pluginName) }
+func (e *engine) startDockerd(t testing.TB) { e.startDockerdOn(t, pluginName) }
 
 // startDockerdOn starts dockerd on a storage driver: the plugin's name, or
 // "devicemapper" and its options (Docker's own driver).
-func (e *engine) startDockerdOn(t *testing.T, driver string, storageOpts ...string) {
+func (e *engine) startDockerdOn(t testing.TB, driver string, storageOpts ...string) {
 	args := []string{"--experimental", "--storage-driver", driver}
 	for _, o := range storageOpts {
 		args = append(args, "--storage-opt", o)
@@ -154,7 +154,7 @@ func (e *engine) dockerCmd(stdin []byte, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-func (e *engine) mustDocker(t *testing.T, args ...string) string {
+func (e *engine) mustDocker(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := e.dockerCmd(nil, args...)
 	if err != nil {
@@ -165,7 +165,7 @@ func (e *engine) mustDocker(t *testing.T, args ...string) string {
 
 // restart stops dockerd (its Cleanup releases the driver) and the plugin
 // with SIGTERM, and starts both again on the same home.
-func (e *engine) restart(t *testing.T) {
+func (e *engine) restart(t testing.TB) {
 	e.dockerd.stop(t)
 	e.plugin.stop(t)
 	if _, err := os.Stat(filepath.Join("/run/docker/plugins", pluginName+".sock")); !os.IsNotExist(err) {

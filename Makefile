@@ -29,7 +29,7 @@ vet:
 # Packages whose tests need no device-mapper: also run under the race
 # detector, which cannot run inside User-Mode Linux (ThreadSanitizer wants a
 # 47-bit address space).
-RACE_PKGS := ./internal/... ./fsutil/... ./loopback/... ./deviceset/... ./dockerplugin
+RACE_PKGS := ./internal/... ./fsutil/... ./layertar/... ./loopback/... ./deviceset/... ./dockerplugin
 
 # All tests, kernel ones included: test binaries that need device-mapper boot
 # User-Mode Linux themselves when the host kernel has none (testutil.Main).
@@ -54,7 +54,7 @@ RACE_HOST_TESTS := ^(TestDriverRace|TestTarBombBoundedMemory)$$
 # DevInfo decoding, layer tars, and layer apply against Moby's (compat/;
 # make fuzz runs every target for longer).
 FUZZ_SMOKE := ./devmapper:FuzzParseThinPoolStatus ./devmapper:FuzzParseThinStatus \
-	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./fsutil:FuzzApplyLayer \
+	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./layertar:FuzzApplyLayer \
 	./testutil/logwrites:FuzzParse
 FUZZ_SMOKE_TIME ?= 4s
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/deviceset"
 	"github.com/thinlayer/thinlayer/dockerstore"
-	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/layertar"
 )
 
 // SaveImages writes the images names name (or every image with all) of
@@ -132,7 +132,7 @@ func (hl homeLayers) Files(cacheID string) (dockerstore.FileOpener, func() error
 	if err != nil {
 		return nil, nil, err
 	}
-	lr, err := fsutil.OpenLayerRoot(root)
+	lr, err := layertar.OpenLayerRoot(root)
 	if err != nil {
 		return nil, nil, errors.Join(err, release())
 	}

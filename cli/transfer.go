@@ -13,6 +13,7 @@ import (
 	"github.com/thinlayer/thinlayer/deviceset"
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/graphdriver"
+	"github.com/thinlayer/thinlayer/layertar"
 	"github.com/thinlayer/thinlayer/snapshotter"
 )
 
@@ -49,7 +50,7 @@ func exportLayer(ds *deviceset.DeviceSet, id, parent string, w io.Writer, bar *p
 
 func exportStream(ds *deviceset.DeviceSet, root, parent string) (rc io.ReadCloser, err error) {
 	if parent == "" {
-		return fsutil.TarTree(root, fsutil.IdentityMapping{})
+		return layertar.TarTree(root, layertar.IdentityMapping{})
 	}
 	parentRoot, release, err := mountForRead(ds, hashOf(parent))
 	if err != nil {
@@ -57,11 +58,11 @@ func exportStream(ds *deviceset.DeviceSet, root, parent string) (rc io.ReadClose
 	}
 	// The changes are known once compared; the tar reads only root.
 	defer func() { err = errors.Join(err, release()) }()
-	changes, err := fsutil.Changes(root, parentRoot)
+	changes, err := layertar.Changes(root, parentRoot)
 	if err != nil {
 		return nil, fmt.Errorf("compare with parent %q: %w", parent, err)
 	}
-	return fsutil.ExportChanges(root, changes, fsutil.IdentityMapping{})
+	return layertar.ExportChanges(root, changes, layertar.IdentityMapping{})
 }
 
 // mountForRead gives a directory that shows a layer's files, read-only:

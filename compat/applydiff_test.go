@@ -18,16 +18,16 @@ import (
 
 	"github.com/docker/docker/pkg/archive"
 	"github.com/docker/docker/pkg/chrootarchive"
-	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/layertar"
 	"golang.org/x/sys/unix"
 )
 
 // The differential test of layer apply: a tar made from the fuzzer's bytes
-// is applied to two identical lower trees, by fsutil.ApplyLayer and by
+// is applied to two identical lower trees, by layertar.ApplyLayer and by
 // Moby v24's chrootarchive.ApplyUncompressedLayer, and the trees must come
 // out equal (names, types, modes, owners, user.* xattrs, link targets,
 // contents, hard link counts). Both failing is equal. thinlayer may refuse where Moby
-// applies only with fsutil.ErrEscape (documented there).
+// applies only with layertar.ErrEscape (documented there).
 
 // diffPaths are the entry names a program picks from: the lower tree's
 // directories, symlinks (s→c, abs→/c, up→../c, l2→c/b) and files, and
@@ -201,7 +201,7 @@ func applyBoth(t testing.TB, data []byte) (thinErr, mobyErr error, thin, moby []
 	thinRoot, mobyRoot := filepath.Join(base, "thin"), filepath.Join(base, "moby")
 	makeLower(t, thinRoot)
 	makeLower(t, mobyRoot)
-	_, thinErr = fsutil.ApplyLayer(thinRoot, bytes.NewReader(data), fsutil.ApplyOptions{})
+	_, thinErr = layertar.ApplyLayer(thinRoot, bytes.NewReader(data), layertar.ApplyOptions{})
 	mobyErr = mobyApply(mobyRoot, data)
 	return thinErr, mobyErr, treeFacts(t, thinRoot), treeFacts(t, mobyRoot)
 }
@@ -257,7 +257,7 @@ func checkSame(t testing.TB, program []byte) {
 	switch {
 	case thinErr != nil && mobyErr != nil:
 		return
-	case thinErr != nil && errors.Is(thinErr, fsutil.ErrEscape):
+	case thinErr != nil && errors.Is(thinErr, layertar.ErrEscape):
 		return // a documented refusal
 	case thinErr != nil || mobyErr != nil:
 		t.Fatalf("tar:\n%sthinlayer: %v\nmoby: %v\nthinlayer tree:\n  %s\nmoby tree:\n  %s", listing, thinErr, mobyErr,

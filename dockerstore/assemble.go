@@ -20,7 +20,7 @@ import (
 var ErrLayerMismatch = errors.New("layer does not match its digest")
 
 // FileOpener opens a regular file of a layer by its tar member name,
-// without following symlinks (fsutil.LayerRoot).
+// without following symlinks (layertar.LayerRoot).
 type FileOpener interface {
 	OpenFile(name string) (*os.File, error)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/vbatts/tar-split/tar/asm"
 	"github.com/vbatts/tar-split/tar/storage"
 
-	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/layertar"
 )
 
 // fixture is a Docker data root written as Docker 20.10 writes one: each
@@ -143,7 +143,7 @@ func (f *fixture) setRepos(t *testing.T, repos map[string]map[string]Digest) {
 
 // Files and PlainDiff make the fixture the LayerSource.
 func (f *fixture) Files(cacheID string) (FileOpener, func() error, error) {
-	r, err := fsutil.OpenLayerRoot(filepath.Join(f.layers, cacheID))
+	r, err := layertar.OpenLayerRoot(filepath.Join(f.layers, cacheID))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -152,7 +152,7 @@ func (f *fixture) Files(cacheID string) (FileOpener, func() error, error) {
 
 func (f *fixture) PlainDiff(cacheID, parent string) (io.ReadCloser, error) {
 	f.plainDiffs++
-	return fsutil.TarTree(filepath.Join(f.layers, cacheID), fsutil.IdentityMapping{})
+	return layertar.TarTree(filepath.Join(f.layers, cacheID), layertar.IdentityMapping{})
 }
 
 func must(t testing.TB, err error) {

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/layertar"
 )
 
 // Bounds on the store's files: Docker writes none bigger.
@@ -25,8 +25,8 @@ var ErrNotFound = errors.New("not in the Docker store")
 // configs, under a data root (/var/lib/docker).
 type Store struct {
 	DataRoot, Driver string
-	image            *fsutil.LayerRoot // <data-root>/image/<driver>
-	containers       *fsutil.LayerRoot // <data-root>/containers; nil if absent
+	image            *layertar.LayerRoot // <data-root>/image/<driver>
+	containers       *layertar.LayerRoot // <data-root>/containers; nil if absent
 }
 
 // Open opens the store of driver (devicemapper) under dataRoot.
@@ -35,12 +35,12 @@ func Open(dataRoot, driver string) (*Store, error) {
 		return nil, fmt.Errorf("%w: driver name %q", ErrInvalid, driver)
 	}
 	dir := filepath.Join(dataRoot, "image", driver)
-	img, err := fsutil.OpenLayerRoot(dir)
+	img, err := layertar.OpenLayerRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("docker image store: %w", err)
 	}
 	s := &Store{DataRoot: dataRoot, Driver: driver, image: img}
-	c, err := fsutil.OpenLayerRoot(filepath.Join(dataRoot, "containers"))
+	c, err := layertar.OpenLayerRoot(filepath.Join(dataRoot, "containers"))
 	switch {
 	case err == nil:
 		s.containers = c
@@ -62,7 +62,7 @@ func (s *Store) Close() error {
 
 // readFile reads rel below root: a regular file reached without a
 // symlink, at most max bytes. A missing file wraps ErrNotFound.
-func readFile(root *fsutil.LayerRoot, rel string, max int64) ([]byte, error) {
+func readFile(root *layertar.LayerRoot, rel string, max int64) ([]byte, error) {
 	f, err := root.OpenFile(rel)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)

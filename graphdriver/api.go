@@ -9,7 +9,7 @@ import (
 	"io"
 
 	"github.com/thinlayer/thinlayer/deviceset"
-	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/layertar"
 )
 
 // Driver is the contract a container engine uses (Moby's graphdriver.Driver
@@ -39,17 +39,17 @@ type CreateOpts struct {
 
 // Types shared with fsutil, where the tree and tar work is done.
 type (
-	Change          = fsutil.Change
-	ChangeKind      = fsutil.ChangeKind
-	IdentityMapping = fsutil.IdentityMapping
-	IDMap           = fsutil.IDMap
+	Change          = layertar.Change
+	ChangeKind      = layertar.ChangeKind
+	IdentityMapping = layertar.IdentityMapping
+	IDMap           = layertar.IDMap
 )
 
 // Change kinds, as Moby numbers them.
 const (
-	ChangeModify = fsutil.ChangeModify
-	ChangeAdd    = fsutil.ChangeAdd
-	ChangeDelete = fsutil.ChangeDelete
+	ChangeModify = layertar.ChangeModify
+	ChangeAdd    = layertar.ChangeAdd
+	ChangeDelete = layertar.ChangeDelete
 )
 
 // Errors callers branch on.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/faults"
+	"github.com/thinlayer/thinlayer/layertar"
 )
 
 // The diff methods work on mounted trees, as Moby's naive diff driver does:
@@ -32,7 +32,7 @@ func (d *driver) mounted(id, parent string, f func(root, parentRoot string) erro
 // Changes lists what differs in id from parent ("" = from nothing).
 func (d *driver) Changes(id, parent string) (changes []Change, err error) {
 	err = d.mounted(id, parent, func(root, parentRoot string) error {
-		changes, err = fsutil.Changes(root, parentRoot)
+		changes, err = layertar.Changes(root, parentRoot)
 		return err
 	})
 	return changes, err
@@ -41,7 +41,7 @@ func (d *driver) Changes(id, parent string) (changes []Change, err error) {
 // DiffSize is the size of the regular files id adds or changes over parent.
 func (d *driver) DiffSize(id, parent string) (size int64, err error) {
 	err = d.mounted(id, parent, func(root, parentRoot string) error {
-		size, err = fsutil.DiffSize(root, parentRoot)
+		size, err = layertar.DiffSize(root, parentRoot)
 		return err
 	})
 	return size, err
@@ -58,7 +58,7 @@ func (d *driver) Diff(id, parent string) (io.ReadCloser, error) {
 	release := func() error { return d.release(id) }
 	var rc io.ReadCloser
 	if parent == "" {
-		rc, err = fsutil.TarTree(root, d.idMap)
+		rc, err = layertar.TarTree(root, d.idMap)
 	} else {
 		rc, err = d.diffAgainst(root, parent, &release)
 	}
@@ -75,11 +75,11 @@ func (d *driver) diffAgainst(root, parent string, release *func() error) (io.Rea
 	}
 	putID := *release
 	*release = func() error { return errors.Join(d.release(parent), putID()) }
-	changes, err := fsutil.Changes(root, parentRoot)
+	changes, err := layertar.Changes(root, parentRoot)
 	if err != nil {
 		return nil, err
 	}
-	return fsutil.ExportChanges(root, changes, d.idMap)
+	return layertar.ExportChanges(root, changes, d.idMap)
 }
 
 // release is Put for the driver's own Gets, which no caller can repeat:
@@ -117,7 +117,7 @@ func (d *driver) ApplyDiff(id, parent string, diff io.Reader) (size int64, err e
 		return 0, err
 	}
 	defer func() { err = errors.Join(err, d.release(id)) }()
-	stream, err := fsutil.DecompressStream(diff)
+	stream, err := layertar.DecompressStream(diff)
 	if err != nil {
 		return 0, fmt.Errorf("apply diff to layer %q: %w", id, err)
 	}
@@ -125,7 +125,7 @@ func (d *driver) ApplyDiff(id, parent string, diff io.Reader) (size int64, err e
 	if err := faults.Point("applydiff.untar"); err != nil {
 		return 0, err
 	}
-	size, err = fsutil.ApplyLayer(root, &faultAfter{r: stream, n: 32 << 10}, fsutil.ApplyOptions{IDMap: d.idMap})
+	size, err = layertar.ApplyLayer(root, &faultAfter{r: stream, n: 32 << 10}, layertar.ApplyOptions{IDMap: d.idMap})
 	if err != nil {
 		return size, fmt.Errorf("apply diff to layer %q: %w", id, err)
 	}

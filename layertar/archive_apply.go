@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"archive/tar"
@@ -57,12 +57,12 @@ type ApplyOptions struct {
 func ApplyLayer(dir string, layer io.Reader, opts ApplyOptions) (size int64, err error) {
 	rootfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, fmt.Errorf("fsutil: apply layer: open %s: %w", dir, err)
+		return 0, fmt.Errorf("layertar: apply layer: open %s: %w", dir, err)
 	}
 	a := newApplier(rootfd, opts)
 	defer a.close()
 	if err := a.run(layer); err != nil {
-		return 0, fmt.Errorf("fsutil: apply layer: %w", err)
+		return 0, fmt.Errorf("layertar: apply layer: %w", err)
 	}
 	return a.size, nil
 }
@@ -375,8 +375,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func logXattrErr(rel, name string, err error) {
 	l := logrus.WithFields(logrus.Fields{"path": rel, "xattr": name, "error": err})
 	if strings.HasPrefix(name, "security.") {
-		l.Warn("fsutil: apply layer: xattr not set")
+		l.Warn("layertar: apply layer: xattr not set")
 		return
 	}
-	l.Debug("fsutil: apply layer: xattr not set")
+	l.Debug("layertar: apply layer: xattr not set")
 }

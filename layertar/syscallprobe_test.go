@@ -1,6 +1,6 @@
 //go:build syscallprobe
 
-package fsutil
+package layertar
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ func TestSyscallProbe(t *testing.T) {
 	must(t, err)
 	data := readAllClose(t, rc)
 	// Not t.TempDir: its cleanup would count N times. The caller removes it.
-	work, err := os.MkdirTemp("", "fsutil-probe-")
+	work, err := os.MkdirTemp("", "layertar-probe-")
 	must(t, err)
 	for i := 0; i < maxRuns; i++ {
 		must(t, os.Mkdir(filepath.Join(work, strconv.Itoa(i)), 0o755))

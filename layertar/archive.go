@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"bufio"
@@ -28,25 +28,25 @@ func DecompressStream(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReaderSize(r, copyBufSize)
 	magic, err := br.Peek(6)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("fsutil: decompress: %w", err)
+		return nil, fmt.Errorf("layertar: decompress: %w", err)
 	}
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b, 0x08}):
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("fsutil: decompress gzip: %w", err)
+			return nil, fmt.Errorf("layertar: decompress gzip: %w", err)
 		}
 		return gz, nil
 	case isZstd(magic):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
 		if err != nil {
-			return nil, fmt.Errorf("fsutil: decompress zstd: %w", err)
+			return nil, fmt.Errorf("layertar: decompress zstd: %w", err)
 		}
 		return zr.IOReadCloser(), nil
 	case bytes.HasPrefix(magic, []byte("BZh")):
 		return io.NopCloser(bzip2.NewReader(br)), nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
-		return nil, errors.New("fsutil: decompress: unsupported compression xz")
+		return nil, errors.New("layertar: decompress: unsupported compression xz")
 	}
 	return io.NopCloser(br), nil
 }

@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"archive/tar"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
 // requireRoot skips a test that needs root (chown, mknod, security
@@ -26,7 +28,7 @@ func requireRoot(t testing.TB) { requireRootAs(t, os.Geteuid()) }
 func requireRootAs(t testing.TB, euid int) {
 	t.Helper()
 	if euid != 0 {
-		skipOrFailKernel(t, "needs root (chown, mknod, security xattrs)")
+		testutil.SkipOrFail(t, "needs root (chown, mknod, security xattrs)")
 	}
 }
 
@@ -314,15 +316,15 @@ func (r *stopRecorder) stoppedBy() (bool, bool) { return r.failed, r.skipped }
 // (CI) they fail: they cannot pass by not running.
 func TestRequireRootFailsUnderRequireKernel(t *testing.T) {
 	for env, wantFail := range map[string]bool{"1": true, "": false} {
-		t.Setenv(requireKernelEnv, env)
+		t.Setenv(testutil.EnvRequireKernel, env)
 		r := &stopRecorder{TB: t}
 		requireRootAs(r, 1000)
 		if failed, skipped := r.stoppedBy(); failed != wantFail || (!failed && !skipped) {
-			t.Errorf("%s=%q, not root: failed %v skipped %v, want failed %v", requireKernelEnv, env, failed, skipped, wantFail)
+			t.Errorf("%s=%q, not root: failed %v skipped %v, want failed %v", testutil.EnvRequireKernel, env, failed, skipped, wantFail)
 		}
 		r = &stopRecorder{TB: t}
 		if requireRootAs(r, 0); r.failed || r.skipped {
-			t.Errorf("%s=%q, root: stopped the test", requireKernelEnv, env)
+			t.Errorf("%s=%q, root: stopped the test", testutil.EnvRequireKernel, env)
 		}
 	}
 }

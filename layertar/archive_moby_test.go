@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"archive/tar"

@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"archive/tar"
@@ -154,7 +154,7 @@ func TestApplyHostile(t *testing.T) {
 				switch {
 				case r.wantErr != "" && (err == nil || !strings.Contains(err.Error(), r.wantErr)):
 					t.Errorf("err %v, want %q", err, r.wantErr)
-				case err != nil && !strings.HasPrefix(err.Error(), "fsutil: apply layer: entry "):
+				case err != nil && !strings.HasPrefix(err.Error(), "layertar: apply layer: entry "):
 					t.Errorf("error does not name the entry: %v", err)
 				case r.inside != "" && err == nil:
 					if _, err := os.Lstat(filepath.Join(j.root, r.inside)); err != nil {
@@ -181,7 +181,7 @@ func routeFor(j *jail, name string) route {
 func TestApplyEscapeMessage(t *testing.T) {
 	j := newJail(t)
 	_, err := ApplyLayer(j.root, bytes.NewReader(makeTar(t, te{name: "../x", body: "x"})), ApplyOptions{})
-	want := `fsutil: apply layer: entry "../x": path escapes the layer root`
+	want := `layertar: apply layer: entry "../x": path escapes the layer root`
 	if err == nil || err.Error() != want || !errors.Is(err, errEscape) {
 		t.Errorf("err %v, want %s", err, want)
 	}

@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"bytes"
@@ -96,13 +96,13 @@ func (w *changeWalker) walk(layerDir, parentDir string) error {
 	w.dirent = make([]byte, direntBufSize)
 	newfd, err := openLayerRoot(layerDir)
 	if err != nil {
-		return fmt.Errorf("fsutil: changes: %w", err)
+		return fmt.Errorf("layertar: changes: %w", err)
 	}
 	defer unix.Close(newfd)
 	oldfd := -1
 	if parentDir != "" {
 		if oldfd, err = openLayerRoot(parentDir); err != nil {
-			return fmt.Errorf("fsutil: changes: %w", err)
+			return fmt.Errorf("layertar: changes: %w", err)
 		}
 		defer unix.Close(oldfd)
 	}
@@ -141,17 +141,17 @@ func (e *entryInfo) isDir() bool { return e.st.Mode&unix.S_IFMT == unix.S_IFDIR 
 // recorded below it.
 func (w *changeWalker) compareDir(rel string, newfd, oldfd int) (bool, error) {
 	if len(rel) > maxPathLen {
-		return false, fmt.Errorf("fsutil: changes: %q...: %w", rel[:64], unix.ENAMETOOLONG)
+		return false, fmt.Errorf("layertar: changes: %q...: %w", rel[:64], unix.ENAMETOOLONG)
 	}
 	start := len(w.changes)
 	newNames, err := readDirNames(newfd, w.dirent)
 	if err != nil {
-		return false, fmt.Errorf("fsutil: changes: read dir %s: %w", rel, err)
+		return false, fmt.Errorf("layertar: changes: read dir %s: %w", rel, err)
 	}
 	var oldNames []string
 	if oldfd >= 0 {
 		if oldNames, err = readDirNames(oldfd, w.dirent); err != nil {
-			return false, fmt.Errorf("fsutil: changes: read parent's dir %s: %w", rel, err)
+			return false, fmt.Errorf("layertar: changes: read parent's dir %s: %w", rel, err)
 		}
 	}
 	i, j := 0, 0
@@ -229,14 +229,14 @@ func (w *changeWalker) compareSubdirs(newfd, oldfd int, name, rel string, nst, o
 		return true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("fsutil: changes: open %s: %w", rel, err)
+		return false, fmt.Errorf("layertar: changes: open %s: %w", rel, err)
 	}
 	defer unix.Close(nsub)
 	osub := -1
 	if ost.Mode&unix.S_IFMT == unix.S_IFDIR {
 		osub, err = openSubdir(oldfd, name, ost)
 		if err != nil && !errors.Is(err, errSwapped) {
-			return false, fmt.Errorf("fsutil: changes: open parent's %s: %w", rel, err)
+			return false, fmt.Errorf("layertar: changes: open parent's %s: %w", rel, err)
 		}
 		if err == nil {
 			defer unix.Close(osub)
@@ -254,7 +254,7 @@ func (w *changeWalker) addTree(dirfd int, name, rel string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("fsutil: changes: lstat %s: %w", rel, err)
+		return fmt.Errorf("layertar: changes: lstat %s: %w", rel, err)
 	}
 	w.record(rel, ChangeAdd, &st)
 	if testHookStat != nil {
@@ -264,19 +264,19 @@ func (w *changeWalker) addTree(dirfd int, name, rel string) error {
 		return nil
 	}
 	if len(rel) > maxPathLen {
-		return fmt.Errorf("fsutil: changes: %q...: %w", rel[:64], unix.ENAMETOOLONG)
+		return fmt.Errorf("layertar: changes: %q...: %w", rel[:64], unix.ENAMETOOLONG)
 	}
 	sub, err := openSubdir(dirfd, name, &st)
 	if errors.Is(err, errSwapped) {
 		return nil // listed; what is there now is not what was stat'd
 	}
 	if err != nil {
-		return fmt.Errorf("fsutil: changes: open %s: %w", rel, err)
+		return fmt.Errorf("layertar: changes: open %s: %w", rel, err)
 	}
 	defer unix.Close(sub)
 	names, err := readDirNames(sub, w.dirent)
 	if err != nil {
-		return fmt.Errorf("fsutil: changes: read dir %s: %w", rel, err)
+		return fmt.Errorf("layertar: changes: read dir %s: %w", rel, err)
 	}
 	for _, n := range names {
 		if err := w.addTree(sub, n, path.Join(rel, n)); err != nil {
@@ -313,14 +313,14 @@ func readEntryInfo(dirfd int, name, rel string) (*entryInfo, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fsutil: changes: lstat %s: %w", rel, err)
+		return nil, fmt.Errorf("layertar: changes: lstat %s: %w", rel, err)
 	}
 	capability, err := xattrsAt(dirfd, name).get(capabilityXattr)
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fsutil: changes: %s: %w", rel, err)
+		return nil, fmt.Errorf("layertar: changes: %s: %w", rel, err)
 	}
 	e.capability = capability
 	if e.st.Mode&unix.S_IFMT == unix.S_IFLNK {
@@ -329,7 +329,7 @@ func readEntryInfo(dirfd int, name, rel string) (*entryInfo, error) {
 			return nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("fsutil: changes: readlink %s: %w", rel, err)
+			return nil, fmt.Errorf("layertar: changes: readlink %s: %w", rel, err)
 		}
 	}
 	return e, nil

@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import (
 	"archive/tar"
@@ -24,7 +24,7 @@ import (
 func TarTree(dir string, idMap IdentityMapping) (io.ReadCloser, error) {
 	rootfd, err := openLayerRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("fsutil: tar tree: %w", err)
+		return nil, fmt.Errorf("layertar: tar tree: %w", err)
 	}
 	return startTar(idMap, func(ta *tarAppender) error {
 		defer unix.Close(rootfd)
@@ -49,7 +49,7 @@ func TarTree(dir string, idMap IdentityMapping) (io.ReadCloser, error) {
 func ExportChanges(dir string, changes []Change, idMap IdentityMapping) (io.ReadCloser, error) {
 	rootfd, err := openLayerRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("fsutil: export changes: %w", err)
+		return nil, fmt.Errorf("layertar: export changes: %w", err)
 	}
 	sorted := append([]Change(nil), changes...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
@@ -74,11 +74,11 @@ func (ta *tarAppender) addChange(rootfd int, c Change) error {
 	}
 	fd, err := openEntry(rootfd, rel)
 	if isChangedPath(err) {
-		logrus.Debugf("fsutil: export: %s vanished or no longer leads through directories only, skipped: %v", rel, err)
+		logrus.Debugf("layertar: export: %s vanished or no longer leads through directories only, skipped: %v", rel, err)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("fsutil: tar %s: %w", rel, err)
+		return fmt.Errorf("layertar: tar %s: %w", rel, err)
 	}
 	_, err = ta.addEntry(fd, rel, false)
 	return err
@@ -122,7 +122,7 @@ func (ta *tarAppender) addWhiteout(rel string) error {
 		Format:   tar.FormatPAX,
 	}
 	if err := ta.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("fsutil: tar whiteout %s: %w", hdr.Name, err)
+		return fmt.Errorf("layertar: tar whiteout %s: %w", hdr.Name, err)
 	}
 	return nil
 }
@@ -136,7 +136,7 @@ func (ta *tarAppender) addTree(dirfd int, rel string) error {
 	}
 	names, err := readDirNames(dirfd, ta.dirent)
 	if err != nil {
-		return fmt.Errorf("fsutil: tar tree: read dir %q: %w", rel, err)
+		return fmt.Errorf("layertar: tar tree: read dir %q: %w", rel, err)
 	}
 	for _, n := range names {
 		crel := n
@@ -144,14 +144,14 @@ func (ta *tarAppender) addTree(dirfd int, rel string) error {
 			crel = rel + "/" + n
 		}
 		if len(crel) > maxPathLen {
-			return fmt.Errorf("fsutil: tar tree: %q...: %w", crel[:64], unix.ENAMETOOLONG)
+			return fmt.Errorf("layertar: tar tree: %q...: %w", crel[:64], unix.ENAMETOOLONG)
 		}
 		fd, err := unix.Openat(dirfd, n, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) {
 			continue // gone since it was listed, as Moby skips it
 		}
 		if err != nil {
-			return fmt.Errorf("fsutil: tar %s: %w", crel, err)
+			return fmt.Errorf("layertar: tar %s: %w", crel, err)
 		}
 		sub, err := ta.addEntry(fd, crel, true)
 		if err == nil && sub >= 0 {
@@ -174,7 +174,7 @@ func (ta *tarAppender) addEntry(fd int, rel string, openDir bool) (int, error) {
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return -1, fmt.Errorf("fsutil: tar %s: %w", rel, err)
+		return -1, fmt.Errorf("layertar: tar %s: %w", rel, err)
 	}
 	if testHookStat != nil {
 		testHookStat(rel)
@@ -191,7 +191,7 @@ func (ta *tarAppender) addEntry(fd int, rel string, openDir bool) (int, error) {
 			flags |= unix.O_DIRECTORY
 		}
 		if rfd, err = reopen(fd, flags); err != nil {
-			return -1, fmt.Errorf("fsutil: tar %s: open: %w", rel, err)
+			return -1, fmt.Errorf("layertar: tar %s: open: %w", rel, err)
 		}
 	}
 	if err := ta.writeEntry(hdr, fd, rfd, rel); err != nil {
@@ -221,7 +221,7 @@ func (ta *tarAppender) header(fd int, rel string, st *unix.Stat_t) (*tar.Header,
 	if hdr.Typeflag == tar.TypeSymlink {
 		target, err := readlinkFd(fd)
 		if err != nil {
-			return nil, fmt.Errorf("fsutil: tar %s: readlink: %w", rel, err)
+			return nil, fmt.Errorf("layertar: tar %s: readlink: %w", rel, err)
 		}
 		hdr.Linkname = target
 	}
@@ -245,13 +245,13 @@ func (ta *tarAppender) writeEntry(hdr *tar.Header, fd, rfd int, rel string) erro
 	}
 	var err error
 	if hdr.PAXRecords, err = readXattrs(src); err != nil {
-		return fmt.Errorf("fsutil: tar %s: %w", rel, err)
+		return fmt.Errorf("layertar: tar %s: %w", rel, err)
 	}
 	if hdr.Uid, hdr.Gid, err = ta.idMap.ToContainer(hdr.Uid, hdr.Gid); err != nil {
-		return fmt.Errorf("fsutil: tar %s: %w", rel, err)
+		return fmt.Errorf("layertar: tar %s: %w", rel, err)
 	}
 	if err := ta.tw.WriteHeader(hdr); err != nil {
-		return fmt.Errorf("fsutil: tar %s: %w", rel, err)
+		return fmt.Errorf("layertar: tar %s: %w", rel, err)
 	}
 	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
 		return ta.copyContent(rfd, rel, hdr.Size)
@@ -272,13 +272,13 @@ func (ta *tarAppender) copyContent(fd int, rel string, size int64) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("fsutil: tar %s: %w", rel, err)
+			return fmt.Errorf("layertar: tar %s: %w", rel, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("fsutil: tar %s: file shrank from %d to %d bytes while archiving", rel, size, size-left)
+			return fmt.Errorf("layertar: tar %s: file shrank from %d to %d bytes while archiving", rel, size, size-left)
 		}
 		if _, err := ta.tw.Write(ta.buf[:n]); err != nil {
-			return fmt.Errorf("fsutil: tar %s: %w", rel, err)
+			return fmt.Errorf("layertar: tar %s: %w", rel, err)
 		}
 		left -= int64(n)
 	}
@@ -312,7 +312,7 @@ func tarHeader(rel string, st *unix.Stat_t) *tar.Header {
 	case unix.S_IFIFO:
 		hdr.Typeflag = tar.TypeFifo
 	default:
-		logrus.Debugf("fsutil: tar: skipping socket %s", rel)
+		logrus.Debugf("layertar: tar: skipping socket %s", rel)
 		return nil
 	}
 	return hdr

@@ -1,4 +1,4 @@
-package fsutil
+package layertar
 
 import "fmt"
 
@@ -69,7 +69,7 @@ func mapID(maps []IDMap, id int, toHost bool, kind string) (int, error) {
 		}
 	}
 	if toHost {
-		return -1, fmt.Errorf("fsutil: container %s %d has no host mapping", kind, id)
+		return -1, fmt.Errorf("layertar: container %s %d has no host mapping", kind, id)
 	}
-	return -1, fmt.Errorf("fsutil: host %s %d has no container mapping", kind, id)
+	return -1, fmt.Errorf("layertar: host %s %d has no container mapping", kind, id)
 }

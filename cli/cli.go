@@ -50,6 +50,7 @@ type cmdFlags struct {
 	all                 bool   // images, save
 	tag                 string // commit
 	oci                 bool   // save, commit
+	remove              bool   // docker-orphans
 }
 
 // call is one run of a command: common flags, its flags, its arguments.

@@ -11,7 +11,7 @@ import (
 )
 
 // commandOrder is how help lists the commands.
-var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "images", "containers", "save", "commit", "demo", "version"}
+var commandOrder = []string{"status", "ls", "mount", "umount", "export", "import", "check", "gc", "docker-switch", "docker-orphans", "images", "containers", "save", "commit", "demo", "version"}
 
 func (c command) order() int {
 	for i, n := range commandOrder {
@@ -44,6 +44,8 @@ func commands() map[string]command {
 			help: "Settles an interrupted transaction, finishes pending deferred deletions and deletes the\npool's thin devices that no layer names (what a crash can leave). --dry-run only says\nwhat it would do. Needs the home to itself."},
 		{name: "docker-switch", args: "--to plugin|builtin [--data-root DIR] [--name NAME] [--dry-run]", summary: "move a stopped Docker between its devicemapper driver and the thinlayer plugin", flags: switchFlags, run: runDockerSwitch,
 			help: "Moves a stopped Docker's images and containers from its built-in devicemapper driver\n(Docker ≤ 24) to the thinlayer-docker-plugin (--to plugin), or back (--to builtin):\nrenames <data-root>/image/devicemapper to image/NAME and rewrites each container's\nconfig.v2.json Driver, or the reverse. The layers stay in <data-root>/devicemapper, which\nthe plugin serves. Refuses while dockerd runs. Safe to run again after an interruption.\n--data-root defaults to /var/lib/docker, --name (the plugin's) to thinlayer; --home is\nnot used."},
+		{name: "docker-orphans", args: "[--data-root DIR] [--name DRIVER] [--remove]", summary: "layers of the home a stopped Docker's image store does not name", flags: orphansFlags, run: runDockerOrphans,
+			help: "Lists the layers of the home that Docker's layer store (<data-root>/image/DRIVER/layerdb:\nevery image layer's cache-id, every container's mount-id and init-id) does not name:\nwhat a docker load interrupted between the driver's create and Docker's record leaves,\nwhich Docker itself never removes. --remove removes them. Refuses while dockerd runs;\nleaves a containerd snapshotter's layers and layers marked deleted alone. --data-root\ndefaults to the directory holding --home; DRIVER to devicemapper or thinlayer, whichever\nimage store exists."},
 		{name: "images", args: "[-a] [--data-root DIR]", summary: "the images of the Docker whose home this is, as docker images listed them", flags: leaveFlags, run: runImages, help: imagesHelp},
 		{name: "containers", args: "[--data-root DIR]", summary: "its containers, as docker ps -a listed them, with their read-write layers", flags: leaveFlags, run: runContainers, help: containersHelp},
 		{name: "save", args: "IMAGE... | --all [--oci] [-o FILE] [--data-root DIR]", nargs: -1, summary: "write images as a docker save archive, layers byte for byte", flags: leaveFlags, run: runSave, help: saveHelp},

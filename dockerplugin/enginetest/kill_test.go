@@ -104,6 +104,45 @@ func TestDockerPluginKilled(t *testing.T) {
 	e.plugin.stop(t)
 	e.checkHomeClean(t)
 	e.checkOrphans(t, inFlight)
+	e.sweepOrphans(t, inFlight)
+}
+
+// sweepOrphans: thinlayer docker-orphans finds the layer Docker left (and
+// nothing else), --remove removes it, and the home stays clean.
+func (e *engine) sweepOrphans(t *testing.T, inFlight string) {
+	t.Helper()
+	h := cli.Home{Dir: e.home, StorageOpts: pluginOpts}
+	dataRoot := filepath.Join(e.dir, "data")
+	found, err := h.DockerOrphans(dataRoot, pluginName, false)
+	if err != nil {
+		t.Fatalf("thinlayer docker-orphans: %v", err)
+	}
+	var ids []string
+	for _, o := range found.Orphans {
+		ids = append(ids, o.ID)
+	}
+	t.Logf("thinlayer docker-orphans: %v", ids)
+	if len(ids) > 1 || len(ids) == 1 && ids[0] != inFlight {
+		t.Errorf("docker-orphans found %v, want at most the killed ApplyDiff's %s", ids, inFlight)
+	}
+	removed, err := h.DockerOrphans(dataRoot, pluginName, true)
+	if err != nil || removed.Err() != nil {
+		t.Fatalf("thinlayer docker-orphans --remove: %v %v", err, removed.Err())
+	}
+	after, err := h.DockerOrphans(dataRoot, pluginName, false)
+	if err != nil || len(after.Orphans) > 0 {
+		t.Errorf("after --remove: %v %+v", err, after)
+	}
+	ls, err := h.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls.Layers {
+		if l.ID == inFlight && inFlight != "" {
+			t.Errorf("layer %s still in the home after docker-orphans --remove", inFlight)
+		}
+	}
+	e.checkHomeClean(t)
 }
 
 // mountedID is the layer id in an "fsutil: mounted" line's target.

@@ -16,9 +16,9 @@ import (
 // mounted while both claim it. New ids skip every id a DevInfo names,
 // even one the pool no longer has.
 type idIndex struct {
-	mu     sync.Mutex // a leaf lock: no other lock is taken while it is held
-	built  bool
-	owners map[int][]string
+	mu     sync.Mutex       // a leaf lock: no other lock is taken while it is held
+	built  bool             // guarded by mu
+	owners map[int][]string // guarded by mu
 }
 
 // index returns the built index, reading every DevInfo on first use: the

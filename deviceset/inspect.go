@@ -104,7 +104,9 @@ func (ds *DeviceSet) ProbeBase() (fsutil.FSInfo, error) {
 // DeleteOrphanThin deletes thin device id from the pool, refusing with
 // ErrIDInUse when a DevInfo names it. Every DevInfo is read first; one
 // that cannot be read stops it, since its id is unknown. The device must
-// not be active (the pool answers EBUSY).
+// not be active (the pool answers EBUSY). txMu is held from the read to
+// the delete: a create between its pool message and its DevInfo has a
+// thin device no DevInfo names yet, which must not be taken for an orphan.
 func (ds *DeviceSet) DeleteOrphanThin(id int) error {
 	if ds.ro {
 		return fmt.Errorf("delete thin id %d: %w", id, ErrReadOnly)

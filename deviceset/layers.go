@@ -105,7 +105,7 @@ func (ds *DeviceSet) createLayer(info, parent *DevInfo) error {
 		return nil
 	}
 	if created {
-		err = ds.undoCreate(info, err)
+		err = ds.undoCreate(info, parent.Hash, err)
 	}
 	if grow {
 		ds.unmarkGrow(info.Hash)
@@ -113,10 +113,11 @@ func (ds *DeviceSet) createLayer(info, parent *DevInfo) error {
 	return err
 }
 
-// undoCreate deletes a layer whose create failed after its commit.
-func (ds *DeviceSet) undoCreate(info *DevInfo, cause error) error {
+// undoCreate deletes a layer whose create failed after its commit. Called
+// with the layer locks of info and its parent held.
+func (ds *DeviceSet) undoCreate(info *DevInfo, parent string, cause error) error {
 	ds.txMu.Lock()
-	err := ds.deleteTx(info, false)
+	err := ds.deleteTx(info, false, parent)
 	ds.txMu.Unlock()
 	if err != nil {
 		ds.cache(info) // it stays, whole but for the failed step
@@ -160,7 +161,7 @@ func (ds *DeviceSet) snapshot(info, parent *DevInfo) (created bool, err error) {
 	}
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
-	err = ds.createTx(info, snap)
+	err = ds.createTx(info, snap, parent.Hash)
 	info.pristine = err == nil
 	return err == nil, err
 }

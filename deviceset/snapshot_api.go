@@ -71,26 +71,13 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 }
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's
-// metadata. Only one metadata snapshot can be held at a time: txMu keeps
-// our own readers from colliding, the look lock those of
-// other processes (see LockLook).
+// metadata (readPoolMetadata).
 func (ds *DeviceSet) mappedBlocksOffline(id int) (uint64, error) {
-	ds.txMu.Lock()
-	defer ds.txMu.Unlock()
-	unlock, err := LockLook(ds.home)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	m, release, err := thinmeta.OpenLive(ds.dm, ds.pool.name, "")
-	if err != nil {
-		return 0, err
-	}
-	devs, err := m.Devices()
-	_ = m.Close()
-	if rerr := release(); err == nil {
-		err = rerr
-	}
+	var devs []thinmeta.Device
+	err := ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
+		devs, err = m.Devices()
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}

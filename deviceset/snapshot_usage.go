@@ -38,11 +38,10 @@ func (ds *DeviceSet) BytesOverParent(hash, parent string) (uint64, error) {
 }
 
 // readPoolMetadata calls fn with the pool's metadata, read through its one
-// metadata snapshot: txMu keeps our own readers from colliding, the look
-// lock those of other processes (see LockLook).
+// metadata snapshot, under the look lock: it keeps every other reader
+// out, in this process as in others (see LockLook). No DeviceSet lock is
+// held: transactions go on meanwhile, the snapshot does not change.
 func (ds *DeviceSet) readPoolMetadata(fn func(m *thinmeta.Metadata) error) error {
-	ds.txMu.Lock()
-	defer ds.txMu.Unlock()
 	unlock, err := LockLook(ds.home)
 	if err != nil {
 		return err

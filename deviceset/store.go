@@ -26,7 +26,9 @@ const (
 	baseGrowFile = ".grow-base"
 )
 
-// DevInfo is one layer's record: <home>/metadata/<hash>.
+// DevInfo is one layer's record: <home>/metadata/<hash>. One held in the
+// DeviceSet's cache is read and changed only under its layer's lock (Hash
+// and DeviceID, fixed once cached, are read without it).
 type DevInfo struct {
 	Hash          string `json:"-"`
 	DeviceID      int    `json:"device_id"`

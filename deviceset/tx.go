@@ -3,6 +3,7 @@ package deviceset
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sirupsen/logrus"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // settleTransaction finishes or undoes a transaction that a crash left open
-// (see the package doc). Called at startup, before anything else runs.
+// (see the package doc). Called at startup, before anything else runs, or
+// by beginTx.
 func (ds *DeviceSet) settleTransaction() error {
 	t, ok, err := ds.store.loadTransaction()
 	if err != nil {
@@ -57,8 +59,8 @@ func (ds *DeviceSet) checkRecord(t transaction) error {
 // that device, and the pool's transaction id moves past t. For a create
 // that undoes it, for a delete it finishes it. A device still open
 // elsewhere cannot be deleted: the layer is kept then (and marked deleted
-// under deferred deletion). Called with txMu held, or before any other
-// operation can run.
+// under deferred deletion). Called with txMu and t's layer lock held, or
+// before any other operation can run.
 func (ds *DeviceSet) settle(t transaction) error {
 	info, err := ds.store.loadDevice(t.DeviceIDHash)
 	names := err == nil && info.DeviceID == t.DeviceID // else not ours to remove
@@ -140,10 +142,20 @@ func (ds *DeviceSet) OpenTransaction() *Transaction { return ds.openTx }
 type poolOp func(id uint32) error
 
 // beginTx settles a transaction an earlier failure left open, so that a
-// new one never overwrites its record. Called with txMu held.
-func (ds *DeviceSet) beginTx() error {
+// new one never overwrites its record. Called with txMu held and the layer
+// locks of held. Settling changes the failed transaction's layer, so it
+// holds that layer's lock too: taken without waiting (TryLock), since
+// layer locks come before txMu. While another operation holds it the new
+// transaction is refused, and the next one tries again.
+func (ds *DeviceSet) beginTx(held ...string) error {
 	if !ds.unsettled {
 		return nil
+	}
+	if t, ok, err := ds.store.loadTransaction(); err == nil && ok && !slices.Contains(held, t.DeviceIDHash) {
+		if !ds.layers.TryLock(t.DeviceIDHash) {
+			return fmt.Errorf("earlier failed transaction of layer %q still open, and that layer is in use: try again", t.DeviceIDHash)
+		}
+		defer ds.layers.Unlock(t.DeviceIDHash)
 	}
 	if err := ds.settleTransaction(); err != nil {
 		return fmt.Errorf("earlier failed transaction still open: %w", err)
@@ -154,6 +166,7 @@ func (ds *DeviceSet) beginTx() error {
 
 // settleFailed settles t in-process after one of its steps failed, as the
 // next start would; if that fails too, the next transaction tries again.
+// Called with txMu and t's layer lock held.
 func (ds *DeviceSet) settleFailed(t transaction) {
 	if err := ds.settle(t); err != nil {
 		ds.unsettled = true
@@ -164,9 +177,9 @@ func (ds *DeviceSet) settleFailed(t transaction) {
 // createTx runs a create transaction: it allocates a free thin id (ids a
 // DevInfo names are skipped, and the pool answers EEXIST for ids in use),
 // creates the device with op, writes the DevInfo and commits. Called with
-// txMu held.
-func (ds *DeviceSet) createTx(info *DevInfo, op poolOp) error {
-	if err := ds.beginTx(); err != nil {
+// txMu held, and the layer locks of info and of held (its parent's).
+func (ds *DeviceSet) createTx(info *DevInfo, op poolOp, held ...string) error {
+	if err := ds.beginTx(append(held, info.Hash)...); err != nil {
 		return err
 	}
 	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash}

@@ -31,11 +31,14 @@ var (
 // DeviceSet is the set of thin devices of one home. Its methods are safe for
 // concurrent use; see the package doc for the lock order.
 type DeviceSet struct {
-	home   string
-	cfg    Config
-	log    logrus.FieldLogger
-	ctl    *dm.Control // the control node; closed at Shutdown
-	dm     *dm.Control // ctl, not waiting for udev
+	home string
+	cfg  Config
+	log  logrus.FieldLogger
+	ctl  *dm.Control // the control node; closed at Shutdown
+	dm   *dm.Control // ctl, not waiting for udev
+	// pc is dm for the pool changes transactions make and settle: the
+	// seam host tests fill with a fake (tx_test.go).
+	pc     poolControl
 	prefix string
 	pool   *pool
 	store  store
@@ -121,6 +124,7 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 	// kernel's /dev/dm-N, tables name devices by number): udev gets its
 	// events and flags, but nobody waits for its rules to run.
 	ds.dm = ds.ctl.NoUdevWait()
+	ds.pc = ds.dm
 	ds.devtmpfs = devIsDevtmpfs()
 	if ds.prefix, err = devicePrefix(home); err != nil {
 		return nil, err

@@ -123,7 +123,7 @@ func (ds *DeviceSet) DeleteOrphanThin(id int) error {
 	if owned {
 		return fmt.Errorf("delete thin id %d: %w %q", id, ErrIDInUse, owner)
 	}
-	if err := ds.dm.DeleteThin(ds.pool.name, uint32(id)); err != nil {
+	if err := ds.pc.DeleteThin(ds.pool.name, uint32(id)); err != nil {
 		return fmt.Errorf("delete thin id %d from pool %s: %w", id, ds.pool.name, err)
 	}
 	ds.log.WithFields(logrus.Fields{"device_id": id, "pool": ds.pool.name}).Debug("deleted orphan thin device")

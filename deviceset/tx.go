@@ -86,7 +86,7 @@ func (ds *DeviceSet) settle(t transaction) error {
 		ds.forget(t.DeviceIDHash)
 	}
 	// Close it in the pool too, so the next transaction id is fresh.
-	if err := ds.dm.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
+	if err := ds.pc.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
 		return err
 	}
 	ds.txID = t.OpenTransactionID
@@ -102,9 +102,9 @@ func (ds *DeviceSet) deleteIfUnowned(t transaction) (busy bool, err error) {
 		ds.log.WithFields(logrus.Fields{"device_id": t.DeviceID, "owner": owner}).Info("thin id belongs to another layer; not deleting it")
 		return false, nil
 	}
-	err = ds.dm.Remove(ds.deviceName(t.DeviceIDHash), udevFlags)
+	err = ds.pc.Remove(ds.deviceName(t.DeviceIDHash), udevFlags)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
-		err = ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID))
+		err = ds.pc.DeleteThin(ds.pool.name, uint32(t.DeviceID))
 	}
 	switch {
 	case errors.Is(err, dm.ErrBusy):
@@ -137,6 +137,14 @@ func (ds *DeviceSet) findOpenTransaction() error {
 // OpenTransaction returns the interrupted transaction a read-only open
 // found, or nil. A read-write open settles it instead.
 func (ds *DeviceSet) OpenTransaction() *Transaction { return ds.openTx }
+
+// poolControl is what transactions and their settling ask of
+// device-mapper: a *dm.Control, or a fake in host tests.
+type poolControl interface {
+	Remove(name string, udevFlags uint16) error
+	DeleteThin(pool string, id uint32) error
+	SetTransactionID(pool string, old, new uint64) error
+}
 
 // poolOp is the pool message a transaction sends for thin id id.
 type poolOp func(id uint32) error
@@ -240,7 +248,7 @@ func (ds *DeviceSet) commitTx(t transaction, write func() error) error {
 	if err := faults.Point("tx.commit"); err != nil {
 		return err
 	}
-	if err := ds.dm.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
+	if err := ds.pc.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
 		return err
 	}
 	ds.txID = t.OpenTransactionID

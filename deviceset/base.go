@@ -8,6 +8,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 
+	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/faults"
 )
@@ -90,7 +91,7 @@ func (ds *DeviceSet) createBase() error {
 	}
 	info := &DevInfo{Hash: "", Size: ds.cfg.BaseSize}
 	ds.txMu.Lock()
-	err := ds.createTx(info, func(id uint32) error { return ds.dm.CreateThin(ds.pool.name, id) })
+	err := ds.createTx(info, func(id dm.ThinID) error { return ds.dm.CreateThin(ds.pool.name, id) })
 	ds.txMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("create base device: %w", err)

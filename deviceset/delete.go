@@ -125,7 +125,7 @@ func (ds *DeviceSet) deleteThin(info *DevInfo, discard bool) (destroyed bool, er
 	if err := faults.Point("delete.message"); err != nil {
 		return destroyed, err
 	}
-	err = ds.pc.DeleteThin(ds.pool.name, uint32(info.DeviceID))
+	err = ds.pc.DeleteThin(ds.pool.name, info.DeviceID)
 	if errors.Is(err, dm.ErrNoThinDevice) {
 		err = nil // a DevInfo whose device is missing: its record still goes
 	}

@@ -16,8 +16,6 @@ import (
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
 
-const maxDeviceID = dm.MaxThinID
-
 // Sentinel errors for what callers branch on.
 var (
 	ErrNotFound   = errors.New("no such layer")

@@ -155,7 +155,7 @@ func (ds *DeviceSet) snapshot(info, parent *DevInfo) (created bool, err error) {
 	if redefer {
 		defer func() { _ = ds.deactivate(parent.Hash) }()
 	}
-	snap := func(id uint32) error { return ds.dm.CreateSnap(ds.pool.name, id, uint32(parent.DeviceID)) }
+	snap := func(id dm.ThinID) error { return ds.dm.CreateSnap(ds.pool.name, id, parent.DeviceID) }
 	if active {
 		snap = ds.suspendedAround(origin, snap)
 	}
@@ -191,7 +191,7 @@ func (ds *DeviceSet) prepareOrigin(hash, origin string) (active, redefer bool, e
 // across it (the caller holds txMu by then). An origin gone meanwhile has
 // nothing in flight: the message goes out without.
 func (ds *DeviceSet) suspendedAround(origin string, op poolOp) poolOp {
-	return func(id uint32) error {
+	return func(id dm.ThinID) error {
 		if err := faults.Point("snapshot.suspend"); err != nil {
 			return err
 		}

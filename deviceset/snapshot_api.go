@@ -72,7 +72,7 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's
 // metadata (readPoolMetadata).
-func (ds *DeviceSet) mappedBlocksOffline(id int) (uint64, error) {
+func (ds *DeviceSet) mappedBlocksOffline(id dm.ThinID) (uint64, error) {
 	var devs []thinmeta.Device
 	err := ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
 		devs, err = m.Devices()
@@ -82,7 +82,7 @@ func (ds *DeviceSet) mappedBlocksOffline(id int) (uint64, error) {
 		return 0, err
 	}
 	for _, d := range devs {
-		if int(d.ID) == id {
+		if d.ID == id {
 			return d.MappedBlocks, nil
 		}
 	}

@@ -27,7 +27,7 @@ func (ds *DeviceSet) BytesOverParent(hash, parent string) (uint64, error) {
 	var blockSize uint64
 	err = ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
 		blockSize = uint64(m.Superblock().DataBlockSize) * dm.SectorSize
-		d, err = m.Delta(uint32(pinfo.DeviceID), uint32(info.DeviceID))
+		d, err = m.Delta(pinfo.DeviceID, info.DeviceID)
 		return err
 	})
 	if err != nil {

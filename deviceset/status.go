@@ -126,7 +126,7 @@ func space(used, total uint64, loopFile string) Space {
 
 // DeviceMetadata is what GetMetadata reports for a layer.
 type DeviceMetadata struct {
-	DeviceID   int
+	DeviceID   dm.ThinID
 	DeviceSize uint64
 	DeviceName string
 }
@@ -142,7 +142,7 @@ func (ds *DeviceSet) Metadata(hash string) (DeviceMetadata, error) {
 
 // DeviceStatus is a layer's thin device as the pool sees it.
 type DeviceStatus struct {
-	DeviceID            int
+	DeviceID            dm.ThinID
 	Size                uint64 // bytes
 	MappedSectors       uint64
 	HighestMappedSector uint64

@@ -38,14 +38,12 @@ func (ds *DeviceSet) settleTransaction() error {
 }
 
 // checkRecord refuses a transaction record this package would not have
-// written: one open transaction at a time, a valid layer id, a 24-bit id.
+// written: one open transaction at a time, a valid layer id. (A thin id
+// out of range does not decode: dm.ThinID.)
 func (ds *DeviceSet) checkRecord(t transaction) error {
 	if t.OpenTransactionID != ds.txID+1 {
 		return fmt.Errorf("%w: %s: open transaction %d, but the pool is at %d",
 			ErrCorruptMetadata, ds.store.path(transactionFile), t.OpenTransactionID, ds.txID)
-	}
-	if t.DeviceID < 0 || t.DeviceID > maxDeviceID {
-		return fmt.Errorf("%w: %s: device id %d out of range", ErrCorruptMetadata, ds.store.path(transactionFile), t.DeviceID)
 	}
 	if err := ds.CheckLayerID(t.DeviceIDHash); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorruptMetadata, ds.store.path(transactionFile), err)
@@ -104,7 +102,7 @@ func (ds *DeviceSet) deleteIfUnowned(t transaction) (busy bool, err error) {
 	}
 	err = ds.pc.Remove(ds.deviceName(t.DeviceIDHash), udevFlags)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
-		err = ds.pc.DeleteThin(ds.pool.name, uint32(t.DeviceID))
+		err = ds.pc.DeleteThin(ds.pool.name, t.DeviceID)
 	}
 	switch {
 	case errors.Is(err, dm.ErrBusy):
@@ -119,9 +117,9 @@ func (ds *DeviceSet) deleteIfUnowned(t transaction) (busy bool, err error) {
 // Transaction is the intent record: an open one (ID above the pool's
 // transaction id) is a pool change a crash interrupted.
 type Transaction struct {
-	ID       uint64 // the open transaction id
-	Hash     string // the layer it changes
-	DeviceID int    // the thin id it creates or deletes
+	ID       uint64    // the open transaction id
+	Hash     string    // the layer it changes
+	DeviceID dm.ThinID // the thin id it creates or deletes
 }
 
 // findOpenTransaction notes an interrupted transaction without touching it
@@ -142,12 +140,12 @@ func (ds *DeviceSet) OpenTransaction() *Transaction { return ds.openTx }
 // device-mapper: a *dm.Control, or a fake in host tests.
 type poolControl interface {
 	Remove(name string, udevFlags uint16) error
-	DeleteThin(pool string, id uint32) error
+	DeleteThin(pool string, id dm.ThinID) error
 	SetTransactionID(pool string, old, new uint64) error
 }
 
 // poolOp is the pool message a transaction sends for thin id id.
-type poolOp func(id uint32) error
+type poolOp func(id dm.ThinID) error
 
 // beginTx settles a transaction an earlier failure left open, so that a
 // new one never overwrites its record. Called with txMu held and the layer
@@ -209,7 +207,7 @@ func (ds *DeviceSet) createTx(info *DevInfo, op poolOp, held ...string) error {
 func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
 	idx := ds.index()
 	for tries := 0; ; tries++ {
-		if tries > maxDeviceID {
+		if tries > dm.MaxThinID {
 			return fmt.Errorf("no free thin device id in pool %s", ds.pool.name)
 		}
 		if t.DeviceID = ds.allocID(); idx.named(t.DeviceID) {
@@ -225,7 +223,7 @@ func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
 			ds.settleFailed(*t)
 			return err
 		}
-		err := op(uint32(t.DeviceID))
+		err := op(t.DeviceID)
 		if errors.Is(err, dm.ErrExists) {
 			ds.log.WithField("device_id", t.DeviceID).Warn("thin id in use in the pool but not known here; skipping it")
 			continue
@@ -256,11 +254,12 @@ func (ds *DeviceSet) commitTx(t transaction, write func() error) error {
 }
 
 // allocID returns the next thin id to try; ids wrap at 24 bits and 0 is
-// skipped, as Moby never uses it for layers.
-func (ds *DeviceSet) allocID() int {
-	ds.nextID = (ds.nextID + 1) & maxDeviceID
+// skipped, as Moby never uses it for layers. (nextID is an int, as Moby's
+// record keeps it: the mask is its range check.)
+func (ds *DeviceSet) allocID() dm.ThinID {
+	ds.nextID = (ds.nextID + 1) & dm.MaxThinID
 	if ds.nextID == 0 {
 		ds.nextID = 1
 	}
-	return ds.nextID
+	return dm.ThinID(ds.nextID)
 }

@@ -27,14 +27,14 @@ import (
 type fakePool struct {
 	mu     sync.Mutex
 	txID   uint64
-	thins  map[uint32]bool
+	thins  map[dm.ThinID]bool
 	active map[string]bool // device name -> open (EBUSY on Remove)
 	fail   map[string][]error
 	calls  []string
 }
 
 func newFakePool(txID uint64) *fakePool {
-	return &fakePool{txID: txID, thins: map[uint32]bool{}, active: map[string]bool{}, fail: map[string][]error{}}
+	return &fakePool{txID: txID, thins: map[dm.ThinID]bool{}, active: map[string]bool{}, fail: map[string][]error{}}
 }
 
 // failNext makes the next call of method return err (nil: succeed).
@@ -71,7 +71,7 @@ func (f *fakePool) Remove(name string, _ uint16) error {
 	return nil
 }
 
-func (f *fakePool) DeleteThin(_ string, id uint32) error {
+func (f *fakePool) DeleteThin(_ string, id dm.ThinID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.called("DeleteThin", " ", id); err != nil {
@@ -98,7 +98,7 @@ func (f *fakePool) SetTransactionID(_ string, old, new uint64) error {
 }
 
 // createThin is a create_thin message for createTx.
-func (f *fakePool) createThin(id uint32) error {
+func (f *fakePool) createThin(id dm.ThinID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.called("CreateThin", " ", id); err != nil {
@@ -111,10 +111,10 @@ func (f *fakePool) createThin(id uint32) error {
 	return nil
 }
 
-func (f *fakePool) has(id int) bool {
+func (f *fakePool) has(id dm.ThinID) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.thins[uint32(id)]
+	return f.thins[id]
 }
 
 func (f *fakePool) callCount() int {
@@ -144,17 +144,17 @@ func newTxSet(t *testing.T, fp *fakePool, cfg Config) *DeviceSet {
 }
 
 // putLayer writes hash's DevInfo naming thin id id, and the thin device.
-func putLayer(t *testing.T, ds *DeviceSet, fp *fakePool, hash string, id int) *DevInfo {
+func putLayer(t *testing.T, ds *DeviceSet, fp *fakePool, hash string, id dm.ThinID) *DevInfo {
 	t.Helper()
 	info := &DevInfo{Hash: hash, DeviceID: id, Size: 1 << 20}
 	if err := ds.store.saveDevice(info); err != nil {
 		t.Fatal(err)
 	}
-	fp.thins[uint32(id)] = true
+	fp.thins[id] = true
 	return info
 }
 
-func putRecord(t *testing.T, ds *DeviceSet, open uint64, hash string, id int) {
+func putRecord(t *testing.T, ds *DeviceSet, open uint64, hash string, id dm.ThinID) {
 	t.Helper()
 	if err := ds.store.saveTransaction(transaction{OpenTransactionID: open, DeviceIDHash: hash, DeviceID: id}); err != nil {
 		t.Fatal(err)

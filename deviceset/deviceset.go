@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -57,8 +56,6 @@ type DeviceSet struct {
 	nextID    int    // guarded by txMu: where the search for a free thin id starts
 	unsettled bool   // guarded by txMu: a failed transaction is still open
 	ids       idIndex
-
-	blockBytes atomic.Uint64 // the pool's data block size, once read
 
 	mu      sync.Mutex
 	devices map[string]*DevInfo // guarded by mu: DevInfos read so far, by hash

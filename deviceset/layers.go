@@ -243,7 +243,7 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 	if err != nil {
 		return err
 	}
-	blockBytes := ds.poolBlockBytes()
+	blockBytes := ds.pool.blockBytes
 	needData := max(uint64(st.TotalDataBlocks)*pct/100, 1)
 	if free := uint64(st.TotalDataBlocks - st.UsedDataBlocks); free < needData {
 		return fmt.Errorf("%w: thin pool %s has %s of data space free, less than the %s (%d%%) dm.min_free_space requires: free space in the pool (remove unused layers), grow it, or lower dm.min_free_space",
@@ -255,16 +255,6 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 			ErrNoSpace, ds.pool.name, units.HumanSize(float64(free*dm.MetaBlockSize)), units.HumanSize(float64(needMeta*dm.MetaBlockSize)), pct)
 	}
 	return nil
-}
-
-// poolBlockBytes is the pool's data block size, from its table: read once,
-// since a live pool's block size cannot change (an existing pool's may not
-// be dm.blocksize).
-func (ds *DeviceSet) poolBlockBytes() uint64 {
-	if b, err := ds.dataBlockBytes(); err == nil {
-		return b
-	}
-	return uint64(ds.cfg.BlockSize)
 }
 
 // ErrNoSpace: the pool is (nearly) full.

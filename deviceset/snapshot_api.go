@@ -63,11 +63,7 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q (thin id %d): %w", hash, info.DeviceID, err)
 	}
-	blockBytes, err := ds.dataBlockBytes()
-	if err != nil {
-		return 0, fmt.Errorf("usage of layer %q: %w", hash, err)
-	}
-	return blocks * blockBytes, nil
+	return blocks * ds.pool.blockBytes, nil
 }
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's

@@ -3,7 +3,6 @@ package deviceset
 import (
 	"fmt"
 
-	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -24,9 +23,7 @@ func (ds *DeviceSet) BytesOverParent(hash, parent string) (uint64, error) {
 		return 0, fmt.Errorf("usage of layer %q: parent %q: %w", hash, parent, err)
 	}
 	var d thinmeta.Delta
-	var blockSize uint64
 	err = ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
-		blockSize = uint64(m.Superblock().DataBlockSize) * dm.SectorSize
 		d, err = m.Delta(pinfo.DeviceID, info.DeviceID)
 		return err
 	})
@@ -34,7 +31,7 @@ func (ds *DeviceSet) BytesOverParent(hash, parent string) (uint64, error) {
 		return 0, fmt.Errorf("usage of layer %q (thin id %d) over %q (thin id %d): %w",
 			hash, info.DeviceID, parent, pinfo.DeviceID, err)
 	}
-	return d.Added() * blockSize, nil
+	return d.Added() * ds.pool.blockBytes, nil
 }
 
 // readPoolMetadata calls fn with the pool's metadata, read through its one

@@ -8,12 +8,12 @@ import "sync"
 // Locks is a set of per-key mutexes. The zero value is ready to use.
 type Locks struct {
 	mu sync.Mutex
-	m  map[string]*entry
+	m  map[string]*entry // guarded by mu
 }
 
 type entry struct {
 	sync.Mutex
-	refs int
+	refs int // guarded by Locks.mu: holders and waiters
 }
 
 // Lock locks key.

@@ -52,19 +52,19 @@ func statusRow(d driver, key string) string {
 }
 
 // thinOf is the thin id and size of one of thinlayer's layers.
-func thinOf(b *testing.B, d *driver, id string) (uint32, dm.Sectors) {
+func thinOf(b *testing.B, d *driver, id string) (dm.ThinID, dm.Sectors) {
 	meta, err := d.GetMetadata(id)
 	must(b, "metadata", err)
 	thinID, err := strconv.ParseUint(meta["DeviceId"], 10, 32)
 	must(b, "device id", err)
 	size, err := strconv.ParseUint(meta["DeviceSize"], 10, 64)
 	must(b, "device size", err)
-	return uint32(thinID), dm.BytesToSectors(size)
+	return dm.ThinID(thinID), dm.BytesToSectors(size)
 }
 
 // getPut activates thin device thinID, mounts it, unmounts it and removes
 // the device.
-func (f *floor) getPut(thinID uint32, size dm.Sectors) error {
+func (f *floor) getPut(thinID dm.ThinID, size dm.Sectors) error {
 	f.seq++
 	name := fmt.Sprintf("bench-floor-%d", f.seq)
 	info, err := f.ctl.Create(name, "")
@@ -109,7 +109,7 @@ func benchFloorWarm(b *testing.B, e *env) {
 func benchFloorCold(b *testing.B, e *env) {
 	f, d := e.floor(b)
 	ids := make([]string, b.N)
-	thin := make([]uint32, b.N)
+	thin := make([]dm.ThinID, b.N)
 	var size dm.Sectors
 	for i := range ids {
 		ids[i] = e.id("floor-cold")
@@ -126,7 +126,7 @@ func benchFloorCold(b *testing.B, e *env) {
 
 // checkFloor mounts once and looks for the layer's rootfs/ there: the
 // floor mounts the same filesystem the drivers do.
-func checkFloor(b *testing.B, f *floor, thinID uint32, size dm.Sectors) {
+func checkFloor(b *testing.B, f *floor, thinID dm.ThinID, size dm.Sectors) {
 	info, err := f.ctl.Create("bench-floor-check", "")
 	must(b, "create", err)
 	defer func() { must(b, "remove", f.ctl.Remove("bench-floor-check", 0)) }()

@@ -100,7 +100,7 @@ func (h *bigHome) grow(n int) (err error) {
 			origin = base.DeviceID
 		}
 		h.nextID++
-		if err := ctl.CreateSnap(pool, uint32(h.nextID), uint32(origin)); err != nil {
+		if err := ctl.CreateSnap(pool, dm.ThinID(h.nextID), dm.ThinID(origin)); err != nil {
 			return err
 		}
 		info := devInfo{DeviceID: h.nextID, Size: base.Size, TransactionID: st.TransactionID}

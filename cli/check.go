@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/thinlayer/thinlayer/deviceset"
 	dm "github.com/thinlayer/thinlayer/devmapper"
@@ -111,13 +112,13 @@ func checkBase(r *CheckReport, ds *deviceset.DeviceSet) {
 }
 
 // checkDevInfos reads every DevInfo and returns the thin ids they name.
-func checkDevInfos(r *CheckReport, ds *deviceset.DeviceSet) (map[int][]string, error) {
+func checkDevInfos(r *CheckReport, ds *deviceset.DeviceSet) (map[dm.ThinID][]string, error) {
 	hashes, err := ds.List()
 	if err != nil {
 		return nil, fmt.Errorf("list layers: %w", err)
 	}
 	r.Layers = len(hashes)
-	named := map[int][]string{}
+	named := map[dm.ThinID][]string{}
 	for _, hash := range hashes {
 		info, err := ds.Info(hash)
 		if err != nil {
@@ -140,7 +141,7 @@ func checkDevInfos(r *CheckReport, ds *deviceset.DeviceSet) (map[int][]string, e
 
 // checkPoolDevices compares the pool's thin devices with the ids the
 // DevInfo files name. An interrupted transaction's id is its own problem.
-func checkPoolDevices(r *CheckReport, ds *deviceset.DeviceSet, named map[int][]string) {
+func checkPoolDevices(r *CheckReport, ds *deviceset.DeviceSet, named map[dm.ThinID][]string) {
 	pool, err := readPool(ds, false, true)
 	if errors.Is(err, errMetadataUnreadable) {
 		r.Notes = append(r.Notes, fmt.Sprintf("thin devices not compared with the layers: %v (run check while the engine has the pool up)", err))
@@ -150,16 +151,16 @@ func checkPoolDevices(r *CheckReport, ds *deviceset.DeviceSet, named map[int][]s
 		r.problem("take the pool down and run thin_check on its metadata device", "cannot read the pool's metadata: %v", err)
 		return
 	}
-	skip := -1
+	skip := noThinID
 	if tx := ds.OpenTransaction(); tx != nil {
 		skip = tx.DeviceID
 	}
 	for _, id := range orphanIDs(pool, named, skip) {
 		r.problem("run `thinlayer gc`: it deletes thin devices no layer names",
-			"thin device %d is in the pool (%s mapped) but no layer names it", id, human(*pool.bytes(pool.devices[uint32(id)].MappedBlocks)))
+			"thin device %d is in the pool (%s mapped) but no layer names it", id, human(*pool.bytes(pool.devices[id].MappedBlocks)))
 	}
 	for _, id := range sortedIDs(named) {
-		if _, ok := pool.devices[uint32(id)]; !ok && id != skip {
+		if _, ok := pool.devices[id]; !ok && id != skip {
 			r.problem("its data is gone: remove the layer through the engine (docker rmi / docker rm), or delete its DevInfo file if nothing uses it",
 				"layer %v names thin device %d, which the pool does not hold", named[id], id)
 		}
@@ -173,24 +174,24 @@ func checkPoolDevices(r *CheckReport, ds *deviceset.DeviceSet, named map[int][]s
 	}
 }
 
+// noThinID is over the thin ids' range: a skip that skips nothing.
+const noThinID dm.ThinID = dm.MaxThinID + 1
+
 // orphanIDs are the pool's thin ids no DevInfo names, sorted.
-func orphanIDs(pool *poolView, named map[int][]string, skip int) []int {
-	var ids []int
+func orphanIDs(pool *poolView, named map[dm.ThinID][]string, skip dm.ThinID) []dm.ThinID {
+	var ids []dm.ThinID
 	for id := range pool.devices {
-		if _, ok := named[int(id)]; !ok && int(id) != skip {
-			ids = append(ids, int(id))
+		if _, ok := named[id]; !ok && id != skip {
+			ids = append(ids, id)
 		}
 	}
-	sort.Ints(ids)
+	slices.Sort(ids)
 	return ids
 }
 
-func sortedIDs(m map[int][]string) []int {
-	ids := make([]int, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
+func sortedIDs(m map[dm.ThinID][]string) []dm.ThinID {
+	ids := slices.Collect(maps.Keys(m))
+	slices.Sort(ids)
 	return ids
 }
 

@@ -36,7 +36,7 @@ func hasProblem(r cli.CheckReport, what string) bool {
 
 // thinIDFree reports whether the pool lets a thin device with id be
 // created, i.e. holds none: what the kernel, not our reading, says.
-func thinIDFree(t *testing.T, h cli.Home, id uint32) bool {
+func thinIDFree(t *testing.T, h cli.Home, id dm.ThinID) bool {
 	t.Helper()
 	d := openDriver(t, h)
 	defer closeDriver(t, d)
@@ -122,7 +122,7 @@ func TestDeferredDeletionFinishedByGC(t *testing.T) {
 	h := newHome(t)
 	l, err := h.List()
 	must(t, err)
-	var ctrID int
+	var ctrID dm.ThinID
 	for _, x := range l.Layers {
 		if x.ID == "ctr" {
 			ctrID = x.DeviceID
@@ -141,7 +141,7 @@ func TestDeferredDeletionFinishedByGC(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.Dir, "metadata", "ctr")); !os.IsNotExist(err) {
 		t.Fatalf("ctr's DevInfo after gc: %v", err)
 	}
-	if !thinIDFree(t, h, uint32(ctrID)) {
+	if !thinIDFree(t, h, ctrID) {
 		t.Fatalf("thin device %d of the deleted layer is still in the pool", ctrID)
 	}
 	if rc, r := checkReport(t, h); rc != cli.ExitOK || len(r.Notes) != 0 {

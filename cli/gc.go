@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/thinlayer/thinlayer/deviceset"
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // GCReport is what gc did, or with DryRun would do.
@@ -20,8 +21,8 @@ type GCReport struct {
 
 // Orphan is a thin device of the pool that no DevInfo names.
 type Orphan struct {
-	ID     int    `json:"id"`
-	Mapped uint64 `json:"mapped"` // bytes the pool had given it
+	ID     dm.ThinID `json:"id"`
+	Mapped uint64    `json:"mapped"` // bytes the pool had given it
 }
 
 // GC settles an interrupted transaction, finishes pending deferred
@@ -62,12 +63,12 @@ func planGC(r *GCReport, ds *deviceset.DeviceSet) error {
 	if err != nil {
 		return err
 	}
-	skip := -1
+	skip := noThinID
 	if r.Transaction != nil {
 		skip = r.Transaction.DeviceID // settling takes care of it
 	}
 	for _, id := range orphanIDs(pool, named, skip) {
-		r.Orphans = append(r.Orphans, Orphan{ID: id, Mapped: *pool.bytes(pool.devices[uint32(id)].MappedBlocks)})
+		r.Orphans = append(r.Orphans, Orphan{ID: id, Mapped: *pool.bytes(pool.devices[id].MappedBlocks)})
 	}
 	return nil
 }
@@ -99,8 +100,8 @@ func collect(r *GCReport, ds *deviceset.DeviceSet) {
 		r.fail("take the pool down and run thin_check on its metadata device", "read the pool's thin devices: %v", err)
 		return
 	}
-	for _, id := range orphanIDs(pool, named, -1) {
-		mapped := *pool.bytes(pool.devices[uint32(id)].MappedBlocks)
+	for _, id := range orphanIDs(pool, named, noThinID) {
+		mapped := *pool.bytes(pool.devices[id].MappedBlocks)
 		if err := ds.DeleteOrphanThin(id); err != nil {
 			r.fail("if it is active, find and remove its device-mapper device first; then run gc again", "thin device %d: %v", id, err)
 			continue
@@ -112,12 +113,12 @@ func collect(r *GCReport, ds *deviceset.DeviceSet) {
 // layerIDs reads every DevInfo: the layers marked deleted, and the thin
 // ids named. A DevInfo that cannot be read is an error: the id it holds
 // is unknown, so no thin device can be called an orphan.
-func layerIDs(ds *deviceset.DeviceSet) (deleted []string, named map[int][]string, err error) {
+func layerIDs(ds *deviceset.DeviceSet) (deleted []string, named map[dm.ThinID][]string, err error) {
 	hashes, err := ds.List()
 	if err != nil {
 		return nil, nil, err
 	}
-	named = map[int][]string{}
+	named = map[dm.ThinID][]string{}
 	for _, hash := range hashes {
 		info, err := ds.Info(hash)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinlayer/thinlayer/cli"
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // A layer's DevInfo replaced by a symlink (to a good copy of itself) or a
@@ -28,7 +29,7 @@ func TestGCSparesOddDevInfo(t *testing.T) {
 			b, err := os.ReadFile(p)
 			must(t, err)
 			var info struct {
-				DeviceID uint32 `json:"device_id"`
+				DeviceID dm.ThinID `json:"device_id"`
 			}
 			must(t, json.Unmarshal(b, &info))
 			must(t, os.Remove(p))

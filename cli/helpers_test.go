@@ -252,7 +252,7 @@ func loopsOver(s string) []string {
 // injectOrphan creates thin device id in the home's pool with no DevInfo
 // naming it, as a crash between the pool message and the DevInfo write
 // (with the intent lost) would leave, and writes to it so it maps blocks.
-func injectOrphan(t *testing.T, h cli.Home, id uint32) {
+func injectOrphan(t *testing.T, h cli.Home, id dm.ThinID) {
 	t.Helper()
 	d := openDriver(t, h)
 	prefix, err := deviceset.DevicePrefix(h.Dir)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -88,7 +87,7 @@ func TestListLayers(t *testing.T) {
 		if x.Mapped == nil || x.Exclusive == nil || x.Shared == nil || x.Active || x.Deleted || x.Missing {
 			t.Fatalf("layer %s: %+v", id, x)
 		}
-		if devID != strconv.Itoa(x.DeviceID) {
+		if devID != x.DeviceID.String() {
 			t.Errorf("layer %s: thin id %d, the driver says %s", id, x.DeviceID, devID)
 		}
 		if *x.Mapped != *x.Exclusive+*x.Shared || *x.Mapped == 0 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/thinlayer/thinlayer/deviceset"
@@ -14,10 +13,10 @@ import (
 
 // Layer is one layer of a home, as ls lists it.
 type Layer struct {
-	ID       string `json:"id"` // "base" for the base device
-	Base     bool   `json:"base"`
-	DeviceID int    `json:"device_id"`
-	Size     uint64 `json:"size"` // the thin device's virtual size
+	ID       string    `json:"id"` // "base" for the base device
+	Base     bool      `json:"base"`
+	DeviceID dm.ThinID `json:"device_id"`
+	Size     uint64    `json:"size"` // the thin device's virtual size
 	// Mapped is the space the pool has given the device; Exclusive is
 	// what only it uses (what removing it frees), Shared what it shares
 	// with its relatives. Nil when the pool's metadata could not be read.
@@ -85,7 +84,7 @@ func describeLayer(ds *deviceset.DeviceSet, ctl *dm.Control, pool *poolView, has
 		l.Pending = true
 	}
 	if pool != nil {
-		d, ok := pool.devices[uint32(info.DeviceID)]
+		d, ok := pool.devices[info.DeviceID]
 		l.Missing = !ok
 		if ok {
 			l.Mapped, l.Exclusive, l.Shared = pool.bytes(d.MappedBlocks), pool.bytes(d.ExclusiveBlocks), pool.bytes(d.SharedBlocks)
@@ -141,7 +140,7 @@ func (l *Listing) Print(w, warn io.Writer) error {
 		} else if x.Active {
 			mounted = "(active)"
 		}
-		rows = append(rows, []string{x.ID, strconv.Itoa(x.DeviceID), human(x.Size),
+		rows = append(rows, []string{x.ID, x.DeviceID.String(), human(x.Size),
 			humanOpt(x.Mapped), humanOpt(x.Exclusive), humanOpt(x.Shared), mounted, x.state()})
 	}
 	if l.Warning != "" {

@@ -16,7 +16,7 @@ import (
 // poolView is what the pool's own metadata says: every thin device it
 // holds, whoever names it.
 type poolView struct {
-	devices   map[uint32]thinmeta.Device
+	devices   map[dm.ThinID]thinmeta.Device
 	blockSize uint64 // bytes per data block
 	problems  []thinmeta.Problem
 }
@@ -46,7 +46,7 @@ func readPool(ds *deviceset.DeviceSet, usage, check bool) (*poolView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read thin devices of pool %s: %w", ds.PoolName(), err)
 	}
-	v := &poolView{devices: make(map[uint32]thinmeta.Device, len(devs)),
+	v := &poolView{devices: make(map[dm.ThinID]thinmeta.Device, len(devs)),
 		blockSize: uint64(m.Superblock().DataBlockSize) * dm.SectorSize}
 	for _, d := range devs {
 		v.devices[d.ID] = d

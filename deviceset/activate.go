@@ -96,7 +96,7 @@ func devIsDevtmpfs() bool {
 }
 
 func (ds *DeviceSet) thinTable(info *DevInfo) []dm.TableLine {
-	thin := dm.Thin{PoolDev: ds.pool.dev, DeviceID: uint32(info.DeviceID)}
+	thin := dm.Thin{PoolDev: ds.pool.dev, DeviceID: info.DeviceID}
 	return []dm.TableLine{dm.Line(0, dm.BytesToSectors(info.Size), thin)}
 }
 

@@ -8,6 +8,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 
+	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/faults"
 )
@@ -90,7 +91,7 @@ func (ds *DeviceSet) createBase() error {
 	}
 	info := &DevInfo{Hash: "", Size: ds.cfg.BaseSize}
 	ds.txMu.Lock()
-	err := ds.createTx(info, func(id uint32) error { return ds.dm.CreateThin(ds.pool.name, id) })
+	err := ds.createTx(info, func(id dm.ThinID) error { return ds.dm.CreateThin(ds.pool.name, id) })
 	ds.txMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("create base device: %w", err)
@@ -121,12 +122,11 @@ func (ds *DeviceSet) createBase() error {
 	if err := faults.Point("base.uuid"); err != nil {
 		return err
 	}
-	ds.mu.Lock()
-	ds.meta.BaseDeviceUUID, ds.meta.BaseDeviceFilesystem = probe.UUID, mountType(probe.Type)
-	m := ds.meta
-	ds.mu.Unlock()
 	ds.log.WithFields(logrus.Fields{"fs": probe.Type, "uuid": probe.UUID, "size": info.Size}).Info("created base device")
-	return ds.store.saveSetMetadata(m)
+	return ds.updateMeta(func(m *setMetadata) error {
+		m.BaseDeviceUUID, m.BaseDeviceFilesystem = probe.UUID, mountType(probe.Type)
+		return nil
+	})
 }
 
 // verifyBase checks that the base device is the one this home made: its
@@ -142,23 +142,25 @@ func (ds *DeviceSet) verifyBase(info *DevInfo) error {
 	if err != nil {
 		return fmt.Errorf("base device: %w", err)
 	}
-	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	if ds.meta.BaseDeviceUUID == "" { // a home from before UUIDs were kept
-		ds.meta.BaseDeviceUUID = probe.UUID
-	} else if ds.meta.BaseDeviceUUID != probe.UUID {
-		return fmt.Errorf("base device UUID %s does not match the recorded %s: this home is being opened on a different thin pool than last time",
-			probe.UUID, ds.meta.BaseDeviceUUID)
+	var recorded string
+	err = ds.updateMeta(func(m *setMetadata) error {
+		if m.BaseDeviceUUID == "" { // a home from before UUIDs were kept
+			m.BaseDeviceUUID = probe.UUID
+		} else if m.BaseDeviceUUID != probe.UUID {
+			return fmt.Errorf("base device UUID %s does not match the recorded %s: this home is being opened on a different thin pool than last time",
+				probe.UUID, m.BaseDeviceUUID)
+		}
+		fs, err := ds.checkFilesystem(m.BaseDeviceFilesystem, probe.Type)
+		if err != nil {
+			return fmt.Errorf("base device: %w", err)
+		}
+		m.BaseDeviceFilesystem, ds.mountFS, recorded = fs, fs, fs // mountFS is mu's too
+		return nil
+	})
+	if err == nil && ds.cfg.Filesystem != "" && ds.cfg.Filesystem != recorded {
+		ds.log.Warnf("base device has %s; dm.fs=%s is ignored", recorded, ds.cfg.Filesystem)
 	}
-	fs, err := ds.checkFilesystem(ds.meta.BaseDeviceFilesystem, probe.Type)
-	if err != nil {
-		return fmt.Errorf("base device: %w", err)
-	}
-	ds.meta.BaseDeviceFilesystem, ds.mountFS = fs, fs
-	if ds.cfg.Filesystem != "" && ds.cfg.Filesystem != ds.meta.BaseDeviceFilesystem {
-		ds.log.Warnf("base device has %s; dm.fs=%s is ignored", ds.meta.BaseDeviceFilesystem, ds.cfg.Filesystem)
-	}
-	return ds.store.saveSetMetadata(ds.meta)
+	return err
 }
 
 // growBase grows the base device to a larger dm.basesize; it never

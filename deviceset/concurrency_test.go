@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // Host tests of the DeviceSet's concurrent pieces that need no kernel;
@@ -48,7 +50,7 @@ func TestAddDeviceCrossedParentsNoDeadlock(t *testing.T) {
 }
 
 func TestIDIndexConcurrent(t *testing.T) {
-	x := &idIndex{built: true, owners: map[int][]string{}}
+	x := &idIndex{built: true, owners: map[dm.ThinID][]string{}}
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -56,12 +58,13 @@ func TestIDIndexConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 2000; i++ {
 				h := fmt.Sprint("g", g, "-", i)
-				x.add(i, h)
-				if !x.named(i) {
-					t.Errorf("id %d not named after add", i)
+				id := dm.ThinID(i)
+				x.add(id, h)
+				if !x.named(id) {
+					t.Errorf("id %d not named after add", id)
 				}
-				x.other(i, h)
-				x.remove(i, h)
+				x.other(id, h)
+				x.remove(id, h)
 			}
 		}(g)
 	}

@@ -30,9 +30,9 @@ type deleter struct {
 	stop    chan struct{}
 	stopped sync.Once
 	done    sync.WaitGroup
-	mu      sync.Mutex
-	queued  map[string]bool
-	delay   time.Duration // current backoff (the worker's own)
+	mu      sync.Mutex      // a leaf lock
+	queued  map[string]bool // guarded by mu
+	delay   time.Duration   // current backoff: the worker goroutine's own, no lock
 }
 
 func (ds *DeviceSet) startDeleter() {

@@ -74,10 +74,10 @@ func (ds *DeviceSet) deleteLayer(hash string, syncDelete, onlyMarked bool) error
 // discarding its blocks first when asked. The discard destroys the layer's
 // data, so it comes after the intent: a failure from there on finishes the
 // delete (here, or at the next start). A thin id another DevInfo names too
-// is left in the pool: only this layer's record goes. Called with txMu held
-// and the device inactive.
-func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool) error {
-	if err := ds.beginTx(); err != nil {
+// is left in the pool: only this layer's record goes. Called with txMu held,
+// the layer locks of info and of held, and the device inactive.
+func (ds *DeviceSet) deleteTx(info *DevInfo, discard bool, held ...string) error {
+	if err := ds.beginTx(append(held, info.Hash)...); err != nil {
 		return err
 	}
 	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash, DeviceID: info.DeviceID}
@@ -125,7 +125,7 @@ func (ds *DeviceSet) deleteThin(info *DevInfo, discard bool) (destroyed bool, er
 	if err := faults.Point("delete.message"); err != nil {
 		return destroyed, err
 	}
-	err = ds.dm.DeleteThin(ds.pool.name, uint32(info.DeviceID))
+	err = ds.pc.DeleteThin(ds.pool.name, info.DeviceID)
 	if errors.Is(err, dm.ErrNoThinDevice) {
 		err = nil // a DevInfo whose device is missing: its record still goes
 	}

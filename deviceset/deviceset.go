@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -15,8 +14,6 @@ import (
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/keylock"
 )
-
-const maxDeviceID = dm.MaxThinID
 
 // Sentinel errors for what callers branch on.
 var (
@@ -31,11 +28,14 @@ var (
 // DeviceSet is the set of thin devices of one home. Its methods are safe for
 // concurrent use; see the package doc for the lock order.
 type DeviceSet struct {
-	home   string
-	cfg    Config
-	log    logrus.FieldLogger
-	ctl    *dm.Control // the control node; closed at Shutdown
-	dm     *dm.Control // ctl, not waiting for udev
+	home string
+	cfg  Config
+	log  logrus.FieldLogger
+	ctl  *dm.Control // the control node; closed at Shutdown
+	dm   *dm.Control // ctl, not waiting for udev
+	// pc is dm for the pool changes transactions make and settle: the
+	// seam host tests fill with a fake (tx_test.go).
+	pc     poolControl
 	prefix string
 	pool   *pool
 	store  store
@@ -46,28 +46,31 @@ type DeviceSet struct {
 	ro       bool // opened with OpenOptions.ReadOnly
 
 	// openTx is an interrupted transaction a read-only open found and
-	// left alone (nil when none).
+	// left alone (nil when none). Set by Open, read-only after.
 	openTx *Transaction
 
-	layers keylock.Locks // per hash
+	layers keylock.Locks // one lock per hash: guards that layer's DevInfo and operations
 
 	txMu      sync.Mutex
-	txID      uint64 // the pool's transaction id, our commit point
-	nextID    int    // where the search for a free thin id starts
-	unsettled bool   // a failed transaction is still open (txMu)
+	txID      uint64 // guarded by txMu: the pool's transaction id, our commit point
+	nextID    int    // guarded by txMu: where the search for a free thin id starts
+	unsettled bool   // guarded by txMu: a failed transaction is still open
 	ids       idIndex
 
-	blockBytes atomic.Uint64 // the pool's data block size, once read
-
 	mu      sync.Mutex
-	devices map[string]*DevInfo // DevInfos read so far, by hash
-	loaded  idIndex             // the same, by thin id (built from the start)
-	meta    setMetadata
-	mountFS string // the layers' filesystem, once checked (filesystemOf)
+	devices map[string]*DevInfo // guarded by mu: DevInfos read so far, by hash
+	loaded  idIndex             // changed under mu: the same, by thin id (built from the start)
+	meta    setMetadata         // written under txMu and mu, read under either (updateMeta)
+	mountFS string              // guarded by mu: the layers' filesystem, once checked (filesystemOf)
 
 	idle     *idleSet // unmounted layers whose device stays active, nil when off
 	deleter  *deleter // deferred deletion worker, nil when off
 	shutdown sync.Once
+
+	// Fields set by Open and not changed after (home, cfg, log, ctl, dm,
+	// prefix, pool, store, lockF, devtmpfs, ro, openTx, idle, deleter)
+	// need no lock. Open settles, loads and writes txID, nextID and meta
+	// before any other goroutine can see the DeviceSet.
 }
 
 // OpenOptions modify Open.
@@ -116,6 +119,7 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 	// kernel's /dev/dm-N, tables name devices by number): udev gets its
 	// events and flags, but nobody waits for its rules to run.
 	ds.dm = ds.ctl.NoUdevWait()
+	ds.pc = ds.dm
 	ds.devtmpfs = devIsDevtmpfs()
 	if ds.prefix, err = devicePrefix(home); err != nil {
 		return nil, err
@@ -372,13 +376,26 @@ func (ds *DeviceSet) doShutdown() error {
 }
 
 // saveNextDeviceID records where the thin id search goes on next time.
-// nextID is txMu's, meta is mu's (readers hold only mu).
 func (ds *DeviceSet) saveNextDeviceID() error {
+	return ds.updateMeta(func(m *setMetadata) error {
+		m.NextDeviceID = ds.nextID // txMu's: updateMeta holds it
+		return nil
+	})
+}
+
+// updateMeta changes the home record with change and writes it, unless
+// change fails. Writers of meta hold txMu and mu, readers either: txMu
+// orders the file's writes, and the fsynced write is made from a copy
+// after letting go of mu.
+func (ds *DeviceSet) updateMeta(change func(m *setMetadata) error) error {
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
 	ds.mu.Lock()
-	ds.meta.NextDeviceID = ds.nextID
+	err := change(&ds.meta)
 	m := ds.meta
 	ds.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return ds.store.saveSetMetadata(m)
 }

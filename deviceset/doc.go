@@ -30,23 +30,35 @@
 // # Locks
 //
 // Lock order: layer locks → txMu → mu; ids.mu (and loaded.mu, the same
-// type) is a leaf.
-//   - layer lock (one per hash, in locks): held for the whole of an
-//     operation on that layer: create, delete, mount, unmount. A create
-//     holds two, its parent's and its own, taken in byte order of the ids
-//     (lockPair) — not parent first, which two creates naming each other
-//     as parent would turn into a deadlock.
-//   - txMu: serialises pool transactions (the pool's id is a sequence) and
-//     thin id allocation. Held only across steps 1–4 above (and a
-//     delete's discard, which must follow its intent), never across mkfs,
-//     mounts or filesystem growth. A snapshot suspends its active origin
-//     only under txMu, across the create_snap message alone: the intent
-//     and the id index come before, the DevInfo and the commit after, so
-//     a mounted layer's I/O never waits for another transaction.
-//   - mu: guards the in-memory cache of DevInfos and the home record
-//     (meta, and mountFS checked against it); never held across I/O
-//     other than reading one DevInfo file. Shutdown writes meta under
-//     txMu and mu both.
+// type), idle.mu and the deleter's mutex are leaves. Fields say which
+// lock guards them; what Open sets and never changes needs none.
+//   - layer lock (one per hash, in layers): held for the whole of an
+//     operation on that layer: create, delete, mount, unmount; it guards
+//     the layer's cached DevInfo. A create holds two, its parent's and its
+//     own, taken in byte order of the ids (lockPair) — not parent first,
+//     which two creates naming each other as parent would turn into a
+//     deadlock. Settling a failed transaction holds its layer's lock too:
+//     a transaction that finds another layer's failure still open (both
+//     failed: the step, then settling it) takes that layer's lock without
+//     waiting (TryLock, txMu being held), and is refused while that layer
+//     is in use.
+//   - txMu: serialises pool changes (the pool's id is a sequence) and thin
+//     id allocation. Held across steps 1–4 above (and a delete's discard,
+//     which must follow its intent), across building the id index that
+//     allocation consults, across DeleteOrphanThin's check that no DevInfo
+//     names the id and its delete (a create between its message and its
+//     DevInfo has a device no DevInfo names yet), and across the home
+//     record's write; never across mkfs, mounts, filesystem growth or
+//     reads of the pool's metadata (the look lock serialises those). A
+//     snapshot suspends its active origin only under txMu, across the
+//     create_snap message alone: the intent and the id index come before,
+//     the DevInfo and the commit after, so a mounted layer's I/O never
+//     waits for another transaction.
+//   - mu: guards the in-memory cache of DevInfos, the home record (meta)
+//     and mountFS; never held across I/O other than reading one DevInfo
+//     file. meta is written holding txMu and mu (updateMeta: txMu orders
+//     the record's fsynced writes, made after letting go of mu) and read
+//     holding mu.
 //   - ids.mu: the thin id index; built under it once, by reading every
 //     DevInfo (at the first create or delete, never at a mount), then
 //     only map updates.

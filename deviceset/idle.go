@@ -21,9 +21,9 @@ const DefaultIdleDevices = 16
 // leaf lock.
 type idleSet struct {
 	mu    sync.Mutex
-	max   int
-	order *list.List // of hash, most recent at the front
-	pos   map[string]*list.Element
+	max   int                      // set once
+	order *list.List               // guarded by mu: of hash, most recent at the front
+	pos   map[string]*list.Element // guarded by mu
 }
 
 func newIdleSet(max int) *idleSet {

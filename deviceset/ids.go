@@ -3,6 +3,8 @@ package deviceset
 import (
 	"slices"
 	"sync"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // idIndex maps thin ids to the layers whose DevInfo names them. DevInfos
@@ -16,9 +18,9 @@ import (
 // mounted while both claim it. New ids skip every id a DevInfo names,
 // even one the pool no longer has.
 type idIndex struct {
-	mu     sync.Mutex // a leaf lock: no other lock is taken while it is held
-	built  bool
-	owners map[int][]string
+	mu     sync.Mutex             // a leaf lock: no other lock is taken while it is held
+	built  bool                   // guarded by mu
+	owners map[dm.ThinID][]string // guarded by mu
 }
 
 // index returns the built index, reading every DevInfo on first use: the
@@ -28,7 +30,7 @@ func (ds *DeviceSet) index() *idIndex {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !x.built {
-		x.owners = map[int][]string{}
+		x.owners = map[dm.ThinID][]string{}
 		hashes, err := ds.store.listDevices()
 		if err != nil {
 			ds.log.WithError(err).Error("list layers for the thin id index")
@@ -54,11 +56,11 @@ func (x *idIndex) isBuilt() bool {
 }
 
 // add records that hash's DevInfo names id.
-func (x *idIndex) add(id int, hash string) {
+func (x *idIndex) add(id dm.ThinID, hash string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.owners == nil {
-		x.owners = map[int][]string{}
+		x.owners = map[dm.ThinID][]string{}
 	}
 	if !slices.Contains(x.owners[id], hash) {
 		x.owners[id] = append(x.owners[id], hash)
@@ -66,7 +68,7 @@ func (x *idIndex) add(id int, hash string) {
 }
 
 // remove forgets that hash's DevInfo names id.
-func (x *idIndex) remove(id int, hash string) {
+func (x *idIndex) remove(id dm.ThinID, hash string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	rest := slices.DeleteFunc(x.owners[id], func(h string) bool { return h == hash })
@@ -78,14 +80,14 @@ func (x *idIndex) remove(id int, hash string) {
 }
 
 // named reports whether any DevInfo names id.
-func (x *idIndex) named(id int) bool {
+func (x *idIndex) named(id dm.ThinID) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.owners[id]) > 0
 }
 
 // other returns a layer other than hash whose DevInfo names id, or "".
-func (x *idIndex) other(id int, hash string) (string, bool) {
+func (x *idIndex) other(id dm.ThinID, hash string) (string, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, h := range x.owners[id] {

@@ -104,13 +104,15 @@ func (ds *DeviceSet) ProbeBase() (fsutil.FSInfo, error) {
 // DeleteOrphanThin deletes thin device id from the pool, refusing with
 // ErrIDInUse when a DevInfo names it. Every DevInfo is read first; one
 // that cannot be read stops it, since its id is unknown. The device must
-// not be active (the pool answers EBUSY).
-func (ds *DeviceSet) DeleteOrphanThin(id int) error {
+// not be active (the pool answers EBUSY). txMu is held from the read to
+// the delete: a create between its pool message and its DevInfo has a
+// thin device no DevInfo names yet, which must not be taken for an orphan.
+func (ds *DeviceSet) DeleteOrphanThin(id dm.ThinID) error {
 	if ds.ro {
 		return fmt.Errorf("delete thin id %d: %w", id, ErrReadOnly)
 	}
-	if id < 0 || id > maxDeviceID {
-		return fmt.Errorf("delete thin id %d: out of range", id)
+	if err := id.Check(); err != nil {
+		return fmt.Errorf("delete thin id %d: %w", id, err)
 	}
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
@@ -121,7 +123,7 @@ func (ds *DeviceSet) DeleteOrphanThin(id int) error {
 	if owned {
 		return fmt.Errorf("delete thin id %d: %w %q", id, ErrIDInUse, owner)
 	}
-	if err := ds.dm.DeleteThin(ds.pool.name, uint32(id)); err != nil {
+	if err := ds.pc.DeleteThin(ds.pool.name, id); err != nil {
 		return fmt.Errorf("delete thin id %d from pool %s: %w", id, ds.pool.name, err)
 	}
 	ds.log.WithFields(logrus.Fields{"device_id": id, "pool": ds.pool.name}).Debug("deleted orphan thin device")
@@ -129,7 +131,7 @@ func (ds *DeviceSet) DeleteOrphanThin(id int) error {
 }
 
 // strictIDOwner is idOwner that fails on a DevInfo it cannot read.
-func (ds *DeviceSet) strictIDOwner(id int) (string, bool, error) {
+func (ds *DeviceSet) strictIDOwner(id dm.ThinID) (string, bool, error) {
 	hashes, err := ds.store.listDevices()
 	if err != nil {
 		return "", false, err

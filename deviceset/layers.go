@@ -105,7 +105,7 @@ func (ds *DeviceSet) createLayer(info, parent *DevInfo) error {
 		return nil
 	}
 	if created {
-		err = ds.undoCreate(info, err)
+		err = ds.undoCreate(info, parent.Hash, err)
 	}
 	if grow {
 		ds.unmarkGrow(info.Hash)
@@ -113,10 +113,11 @@ func (ds *DeviceSet) createLayer(info, parent *DevInfo) error {
 	return err
 }
 
-// undoCreate deletes a layer whose create failed after its commit.
-func (ds *DeviceSet) undoCreate(info *DevInfo, cause error) error {
+// undoCreate deletes a layer whose create failed after its commit. Called
+// with the layer locks of info and its parent held.
+func (ds *DeviceSet) undoCreate(info *DevInfo, parent string, cause error) error {
 	ds.txMu.Lock()
-	err := ds.deleteTx(info, false)
+	err := ds.deleteTx(info, false, parent)
 	ds.txMu.Unlock()
 	if err != nil {
 		ds.cache(info) // it stays, whole but for the failed step
@@ -154,13 +155,13 @@ func (ds *DeviceSet) snapshot(info, parent *DevInfo) (created bool, err error) {
 	if redefer {
 		defer func() { _ = ds.deactivate(parent.Hash) }()
 	}
-	snap := func(id uint32) error { return ds.dm.CreateSnap(ds.pool.name, id, uint32(parent.DeviceID)) }
+	snap := func(id dm.ThinID) error { return ds.dm.CreateSnap(ds.pool.name, id, parent.DeviceID) }
 	if active {
 		snap = ds.suspendedAround(origin, snap)
 	}
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
-	err = ds.createTx(info, snap)
+	err = ds.createTx(info, snap, parent.Hash)
 	info.pristine = err == nil
 	return err == nil, err
 }
@@ -190,7 +191,7 @@ func (ds *DeviceSet) prepareOrigin(hash, origin string) (active, redefer bool, e
 // across it (the caller holds txMu by then). An origin gone meanwhile has
 // nothing in flight: the message goes out without.
 func (ds *DeviceSet) suspendedAround(origin string, op poolOp) poolOp {
-	return func(id uint32) error {
+	return func(id dm.ThinID) error {
 		if err := faults.Point("snapshot.suspend"); err != nil {
 			return err
 		}
@@ -242,7 +243,7 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 	if err != nil {
 		return err
 	}
-	blockBytes := ds.poolBlockBytes()
+	blockBytes := ds.pool.blockBytes
 	needData := max(uint64(st.TotalDataBlocks)*pct/100, 1)
 	if free := uint64(st.TotalDataBlocks - st.UsedDataBlocks); free < needData {
 		return fmt.Errorf("%w: thin pool %s has %s of data space free, less than the %s (%d%%) dm.min_free_space requires: free space in the pool (remove unused layers), grow it, or lower dm.min_free_space",
@@ -254,16 +255,6 @@ func (ds *DeviceSet) poolHasFreeSpace() error {
 			ErrNoSpace, ds.pool.name, units.HumanSize(float64(free*dm.MetaBlockSize)), units.HumanSize(float64(needMeta*dm.MetaBlockSize)), pct)
 	}
 	return nil
-}
-
-// poolBlockBytes is the pool's data block size, from its table: read once,
-// since a live pool's block size cannot change (an existing pool's may not
-// be dm.blocksize).
-func (ds *DeviceSet) poolBlockBytes() uint64 {
-	if b, err := ds.dataBlockBytes(); err == nil {
-		return b
-	}
-	return uint64(ds.cfg.BlockSize)
 }
 
 // ErrNoSpace: the pool is (nearly) full.

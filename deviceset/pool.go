@@ -31,6 +31,9 @@ type pool struct {
 	metadataFile string
 	dataDev      string // the device under the pool: /dev/loopN or the user's
 	metadataDev  string
+	// blockBytes is the pool's data block size, from its table: a live
+	// pool's cannot change, and an existing pool's may not be dm.blocksize.
+	blockBytes uint64
 }
 
 // devicePrefix is Moby's: docker-<major>:<minor>-<inode> of the home
@@ -58,7 +61,7 @@ func (ds *DeviceSet) openPool() (*pool, error) {
 	info, err := ds.dm.Info(p.name)
 	switch {
 	case err == nil:
-		if err := ds.checkIsPool(p.name); err != nil {
+		if p.blockBytes, err = ds.checkIsPool(p.name); err != nil {
 			return nil, err
 		}
 		p.findLoopFiles(ds.home, info)
@@ -75,15 +78,17 @@ func (ds *DeviceSet) openPool() (*pool, error) {
 	return p, nil
 }
 
-func (ds *DeviceSet) checkIsPool(name string) error {
+// checkIsPool refuses a device that is not a thin pool, and returns the
+// pool's data block size from its table.
+func (ds *DeviceSet) checkIsPool(name string) (uint64, error) {
 	table, err := ds.dm.Table(name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(table) != 1 || table[0].Type != dm.TypeThinPool {
-		return fmt.Errorf("device %s is not a thin pool", name)
+		return 0, fmt.Errorf("device %s is not a thin pool", name)
 	}
-	return nil
+	return poolTableBlockBytes(name, table)
 }
 
 // findLoopFiles fills in the loopback files of an existing pool (for Status).
@@ -133,6 +138,7 @@ func (ds *DeviceSet) createPool(p *pool) (dm.Info, error) {
 		return dm.Info{}, fmt.Errorf("create thin pool %s: %w", p.name, err)
 	}
 	p.created = true
+	p.blockBytes = table.DataBlockSize.Bytes()
 	ds.log.WithFields(logrus.Fields{"pool": p.name, "data": data.path, "metadata": meta.path}).Debug("created thin pool")
 	return info, nil
 }

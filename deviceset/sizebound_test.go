@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	units "github.com/docker/go-units"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // One bound on a device's size, the same where a size comes in (the
@@ -74,7 +76,7 @@ func TestSaveDeviceRefusesUnreadable(t *testing.T) {
 	s := store{dir: filepath.Join(t.TempDir(), "metadata")}
 	must(t, os.Mkdir(s.dir, 0o700))
 	for _, info := range []DevInfo{{Hash: "big", DeviceID: 1, Size: maxDeviceSize + 512}, {Hash: "zero", DeviceID: 1},
-		{Hash: "id", DeviceID: maxDeviceID + 1, Size: 512}} {
+		{Hash: "id", DeviceID: dm.MaxThinID + 1, Size: 512}} {
 		err := s.saveDevice(&info)
 		if !errors.Is(err, ErrCorruptMetadata) {
 			t.Errorf("saveDevice(%+v): %v, want ErrCorruptMetadata", info, err)

@@ -63,39 +63,22 @@ func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q (thin id %d): %w", hash, info.DeviceID, err)
 	}
-	blockBytes, err := ds.dataBlockBytes()
-	if err != nil {
-		return 0, fmt.Errorf("usage of layer %q: %w", hash, err)
-	}
-	return blocks * blockBytes, nil
+	return blocks * ds.pool.blockBytes, nil
 }
 
 // mappedBlocksOffline reads a thin device's mapped blocks from the pool's
-// metadata. Only one metadata snapshot can be held at a time: txMu keeps
-// our own readers from colliding, the look lock those of
-// other processes (see LockLook).
-func (ds *DeviceSet) mappedBlocksOffline(id int) (uint64, error) {
-	ds.txMu.Lock()
-	defer ds.txMu.Unlock()
-	unlock, err := LockLook(ds.home)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	m, release, err := thinmeta.OpenLive(ds.dm, ds.pool.name, "")
-	if err != nil {
-		return 0, err
-	}
-	devs, err := m.Devices()
-	_ = m.Close()
-	if rerr := release(); err == nil {
-		err = rerr
-	}
+// metadata (readPoolMetadata).
+func (ds *DeviceSet) mappedBlocksOffline(id dm.ThinID) (uint64, error) {
+	var devs []thinmeta.Device
+	err := ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
+		devs, err = m.Devices()
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
 	for _, d := range devs {
-		if int(d.ID) == id {
+		if d.ID == id {
 			return d.MappedBlocks, nil
 		}
 	}

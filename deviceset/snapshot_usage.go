@@ -3,7 +3,6 @@ package deviceset
 import (
 	"fmt"
 
-	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -24,25 +23,22 @@ func (ds *DeviceSet) BytesOverParent(hash, parent string) (uint64, error) {
 		return 0, fmt.Errorf("usage of layer %q: parent %q: %w", hash, parent, err)
 	}
 	var d thinmeta.Delta
-	var blockSize uint64
 	err = ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
-		blockSize = uint64(m.Superblock().DataBlockSize) * dm.SectorSize
-		d, err = m.Delta(uint32(pinfo.DeviceID), uint32(info.DeviceID))
+		d, err = m.Delta(pinfo.DeviceID, info.DeviceID)
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("usage of layer %q (thin id %d) over %q (thin id %d): %w",
 			hash, info.DeviceID, parent, pinfo.DeviceID, err)
 	}
-	return d.Added() * blockSize, nil
+	return d.Added() * ds.pool.blockBytes, nil
 }
 
 // readPoolMetadata calls fn with the pool's metadata, read through its one
-// metadata snapshot: txMu keeps our own readers from colliding, the look
-// lock those of other processes (see LockLook).
+// metadata snapshot, under the look lock: it keeps every other reader
+// out, in this process as in others (see LockLook). No DeviceSet lock is
+// held: transactions go on meanwhile, the snapshot does not change.
 func (ds *DeviceSet) readPoolMetadata(fn func(m *thinmeta.Metadata) error) error {
-	ds.txMu.Lock()
-	defer ds.txMu.Unlock()
 	unlock, err := LockLook(ds.home)
 	if err != nil {
 		return err

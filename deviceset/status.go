@@ -53,10 +53,7 @@ func (ds *DeviceSet) Status() (Status, error) {
 	if base, err := ds.Info(""); err == nil {
 		s.BaseDeviceSize = base.Size
 	}
-	blockBytes, err := ds.dataBlockBytes()
-	if err != nil {
-		return s, err
-	}
+	blockBytes := ds.pool.blockBytes
 	st, err := ds.poolStatus(true)
 	if err != nil {
 		return s, err
@@ -72,27 +69,10 @@ func (ds *DeviceSet) Status() (Status, error) {
 	return s, nil
 }
 
-// dataBlockBytes is the pool's data block size, read from its table once:
-// a live pool's cannot change. (Not the table's length over the pool's
-// block count: a data device need not be a whole number of blocks.)
-func (ds *DeviceSet) dataBlockBytes() (uint64, error) {
-	if b := ds.blockBytes.Load(); b != 0 {
-		return b, nil
-	}
-	table, err := ds.dm.Table(ds.pool.name)
-	if err != nil {
-		return 0, fmt.Errorf("table of pool %s: %w", ds.pool.name, err)
-	}
-	b, err := poolTableBlockBytes(ds.pool.name, table)
-	if err != nil {
-		return 0, err
-	}
-	ds.blockBytes.Store(b)
-	return b, nil
-}
-
 // poolTableBlockBytes is the data block size in a pool's table, which
-// must be a single thin-pool line.
+// must be a single thin-pool line: pool.blockBytes, the one source of it.
+// (Not the table's length over the pool's block count: a data device need
+// not be a whole number of blocks.)
 func poolTableBlockBytes(name string, table []dm.TableLine) (uint64, error) {
 	if len(table) != 1 || table[0].Type != dm.TypeThinPool {
 		types := make([]string, len(table))
@@ -126,7 +106,7 @@ func space(used, total uint64, loopFile string) Space {
 
 // DeviceMetadata is what GetMetadata reports for a layer.
 type DeviceMetadata struct {
-	DeviceID   int
+	DeviceID   dm.ThinID
 	DeviceSize uint64
 	DeviceName string
 }
@@ -142,7 +122,7 @@ func (ds *DeviceSet) Metadata(hash string) (DeviceMetadata, error) {
 
 // DeviceStatus is a layer's thin device as the pool sees it.
 type DeviceStatus struct {
-	DeviceID            int
+	DeviceID            dm.ThinID
 	Size                uint64 // bytes
 	MappedSectors       uint64
 	HighestMappedSector uint64

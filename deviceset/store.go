@@ -13,6 +13,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 // The files under <home>/metadata are Moby's, byte for byte in meaning, so
@@ -26,14 +28,16 @@ const (
 	baseGrowFile = ".grow-base"
 )
 
-// DevInfo is one layer's record: <home>/metadata/<hash>.
+// DevInfo is one layer's record: <home>/metadata/<hash>. One held in the
+// DeviceSet's cache is read and changed only under its layer's lock (Hash
+// and DeviceID, fixed once cached, are read without it).
 type DevInfo struct {
-	Hash          string `json:"-"`
-	DeviceID      int    `json:"device_id"`
-	Size          uint64 `json:"size"` // bytes
-	TransactionID uint64 `json:"transaction_id"`
-	Initialized   bool   `json:"initialized"`
-	Deleted       bool   `json:"deleted"`
+	Hash          string    `json:"-"`
+	DeviceID      dm.ThinID `json:"device_id"` // a JSON number, as Moby writes it
+	Size          uint64    `json:"size"`      // bytes
+	TransactionID uint64    `json:"transaction_id"`
+	Initialized   bool      `json:"initialized"`
+	Deleted       bool      `json:"deleted"`
 
 	// pristine: created by this process as a snapshot and never active
 	// since, so it owns no block of its own and its discard frees nothing.
@@ -46,9 +50,9 @@ type DevInfo struct {
 
 // transaction is the intent record written before the pool changes.
 type transaction struct {
-	OpenTransactionID uint64 `json:"open_transaction_id"`
-	DeviceIDHash      string `json:"device_hash"`
-	DeviceID          int    `json:"device_id"`
+	OpenTransactionID uint64    `json:"open_transaction_id"`
+	DeviceIDHash      string    `json:"device_hash"`
+	DeviceID          dm.ThinID `json:"device_id"`
 }
 
 // growRecord is the intent record of a base device grow, written before
@@ -186,8 +190,8 @@ func decodeDevInfo(hash string, b []byte) (*DevInfo, error) {
 // check applies decodeDevInfo's rules to a DevInfo about to be written:
 // nothing is written that would not be read back.
 func (info *DevInfo) check() error {
-	if info.DeviceID < 0 || info.DeviceID > maxDeviceID {
-		return fmt.Errorf("%w: device id %d out of range 0..%d", ErrCorruptMetadata, info.DeviceID, maxDeviceID)
+	if err := info.DeviceID.Check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptMetadata, err)
 	}
 	if err := checkDeviceSize(info.Size); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptMetadata, err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	dm "github.com/thinlayer/thinlayer/devmapper"
 )
 
 func TestDecodeDevInfo(t *testing.T) {
@@ -60,7 +62,7 @@ func FuzzDecodeDevInfo(f *testing.F) {
 			}
 			return
 		}
-		if info.DeviceID < 0 || info.DeviceID > maxDeviceID || info.Size < 512 || info.Size > maxDeviceSize {
+		if info.DeviceID > dm.MaxThinID || info.Size < 512 || info.Size > maxDeviceSize {
 			t.Fatalf("accepted %+v", info)
 		}
 		again, err := json.Marshal(info)
@@ -121,5 +123,30 @@ func TestStoreStaysInside(t *testing.T) {
 	}
 	if _, err := s.loadDevice("big"); !errors.Is(err, ErrCorruptMetadata) || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("huge DevInfo: %v", err)
+	}
+}
+
+// A DevInfo is written as Moby writes it: device_id a JSON number, byte
+// for byte what Moby's int gives (dm.ThinID changes nothing on disk).
+func TestDevInfoBytesAsMoby(t *testing.T) {
+	s := store{dir: t.TempDir()}
+	info := &DevInfo{Hash: "h", DeviceID: dm.MaxThinID, Size: 10737418240, TransactionID: 3, Initialized: true}
+	if err := s.saveDevice(info); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(s.path("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"device_id":16777215,"size":10737418240,"transaction_id":3,"initialized":true,"deleted":false}`
+	if string(got) != want {
+		t.Fatalf("DevInfo on disk\n got %s\nwant %s", got, want)
+	}
+	if err := s.saveTransaction(transaction{OpenTransactionID: 4, DeviceIDHash: "h", DeviceID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(s.path(transactionFile))
+	if want := `{"open_transaction_id":4,"device_hash":"h","device_id":7}`; string(got) != want {
+		t.Fatalf("transaction record\n got %s\nwant %s", got, want)
 	}
 }

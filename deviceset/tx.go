@@ -3,6 +3,7 @@ package deviceset
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/sirupsen/logrus"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // settleTransaction finishes or undoes a transaction that a crash left open
-// (see the package doc). Called at startup, before anything else runs.
+// (see the package doc). Called at startup, before anything else runs, or
+// by beginTx.
 func (ds *DeviceSet) settleTransaction() error {
 	t, ok, err := ds.store.loadTransaction()
 	if err != nil {
@@ -36,14 +38,12 @@ func (ds *DeviceSet) settleTransaction() error {
 }
 
 // checkRecord refuses a transaction record this package would not have
-// written: one open transaction at a time, a valid layer id, a 24-bit id.
+// written: one open transaction at a time, a valid layer id. (A thin id
+// out of range does not decode: dm.ThinID.)
 func (ds *DeviceSet) checkRecord(t transaction) error {
 	if t.OpenTransactionID != ds.txID+1 {
 		return fmt.Errorf("%w: %s: open transaction %d, but the pool is at %d",
 			ErrCorruptMetadata, ds.store.path(transactionFile), t.OpenTransactionID, ds.txID)
-	}
-	if t.DeviceID < 0 || t.DeviceID > maxDeviceID {
-		return fmt.Errorf("%w: %s: device id %d out of range", ErrCorruptMetadata, ds.store.path(transactionFile), t.DeviceID)
 	}
 	if err := ds.CheckLayerID(t.DeviceIDHash); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorruptMetadata, ds.store.path(transactionFile), err)
@@ -57,8 +57,8 @@ func (ds *DeviceSet) checkRecord(t transaction) error {
 // that device, and the pool's transaction id moves past t. For a create
 // that undoes it, for a delete it finishes it. A device still open
 // elsewhere cannot be deleted: the layer is kept then (and marked deleted
-// under deferred deletion). Called with txMu held, or before any other
-// operation can run.
+// under deferred deletion). Called with txMu and t's layer lock held, or
+// before any other operation can run.
 func (ds *DeviceSet) settle(t transaction) error {
 	info, err := ds.store.loadDevice(t.DeviceIDHash)
 	names := err == nil && info.DeviceID == t.DeviceID // else not ours to remove
@@ -84,7 +84,7 @@ func (ds *DeviceSet) settle(t transaction) error {
 		ds.forget(t.DeviceIDHash)
 	}
 	// Close it in the pool too, so the next transaction id is fresh.
-	if err := ds.dm.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
+	if err := ds.pc.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
 		return err
 	}
 	ds.txID = t.OpenTransactionID
@@ -100,9 +100,9 @@ func (ds *DeviceSet) deleteIfUnowned(t transaction) (busy bool, err error) {
 		ds.log.WithFields(logrus.Fields{"device_id": t.DeviceID, "owner": owner}).Info("thin id belongs to another layer; not deleting it")
 		return false, nil
 	}
-	err = ds.dm.Remove(ds.deviceName(t.DeviceIDHash), udevFlags)
+	err = ds.pc.Remove(ds.deviceName(t.DeviceIDHash), udevFlags)
 	if err == nil || errors.Is(err, dm.ErrNotFound) {
-		err = ds.dm.DeleteThin(ds.pool.name, uint32(t.DeviceID))
+		err = ds.pc.DeleteThin(ds.pool.name, t.DeviceID)
 	}
 	switch {
 	case errors.Is(err, dm.ErrBusy):
@@ -117,9 +117,9 @@ func (ds *DeviceSet) deleteIfUnowned(t transaction) (busy bool, err error) {
 // Transaction is the intent record: an open one (ID above the pool's
 // transaction id) is a pool change a crash interrupted.
 type Transaction struct {
-	ID       uint64 // the open transaction id
-	Hash     string // the layer it changes
-	DeviceID int    // the thin id it creates or deletes
+	ID       uint64    // the open transaction id
+	Hash     string    // the layer it changes
+	DeviceID dm.ThinID // the thin id it creates or deletes
 }
 
 // findOpenTransaction notes an interrupted transaction without touching it
@@ -136,14 +136,32 @@ func (ds *DeviceSet) findOpenTransaction() error {
 // found, or nil. A read-write open settles it instead.
 func (ds *DeviceSet) OpenTransaction() *Transaction { return ds.openTx }
 
+// poolControl is what transactions and their settling ask of
+// device-mapper: a *dm.Control, or a fake in host tests.
+type poolControl interface {
+	Remove(name string, udevFlags uint16) error
+	DeleteThin(pool string, id dm.ThinID) error
+	SetTransactionID(pool string, old, new uint64) error
+}
+
 // poolOp is the pool message a transaction sends for thin id id.
-type poolOp func(id uint32) error
+type poolOp func(id dm.ThinID) error
 
 // beginTx settles a transaction an earlier failure left open, so that a
-// new one never overwrites its record. Called with txMu held.
-func (ds *DeviceSet) beginTx() error {
+// new one never overwrites its record. Called with txMu held and the layer
+// locks of held. Settling changes the failed transaction's layer, so it
+// holds that layer's lock too: taken without waiting (TryLock), since
+// layer locks come before txMu. While another operation holds it the new
+// transaction is refused, and the next one tries again.
+func (ds *DeviceSet) beginTx(held ...string) error {
 	if !ds.unsettled {
 		return nil
+	}
+	if t, ok, err := ds.store.loadTransaction(); err == nil && ok && !slices.Contains(held, t.DeviceIDHash) {
+		if !ds.layers.TryLock(t.DeviceIDHash) {
+			return fmt.Errorf("earlier failed transaction of layer %q still open, and that layer is in use: try again", t.DeviceIDHash)
+		}
+		defer ds.layers.Unlock(t.DeviceIDHash)
 	}
 	if err := ds.settleTransaction(); err != nil {
 		return fmt.Errorf("earlier failed transaction still open: %w", err)
@@ -154,6 +172,7 @@ func (ds *DeviceSet) beginTx() error {
 
 // settleFailed settles t in-process after one of its steps failed, as the
 // next start would; if that fails too, the next transaction tries again.
+// Called with txMu and t's layer lock held.
 func (ds *DeviceSet) settleFailed(t transaction) {
 	if err := ds.settle(t); err != nil {
 		ds.unsettled = true
@@ -164,9 +183,9 @@ func (ds *DeviceSet) settleFailed(t transaction) {
 // createTx runs a create transaction: it allocates a free thin id (ids a
 // DevInfo names are skipped, and the pool answers EEXIST for ids in use),
 // creates the device with op, writes the DevInfo and commits. Called with
-// txMu held.
-func (ds *DeviceSet) createTx(info *DevInfo, op poolOp) error {
-	if err := ds.beginTx(); err != nil {
+// txMu held, and the layer locks of info and of held (its parent's).
+func (ds *DeviceSet) createTx(info *DevInfo, op poolOp, held ...string) error {
+	if err := ds.beginTx(append(held, info.Hash)...); err != nil {
 		return err
 	}
 	t := transaction{OpenTransactionID: ds.txID + 1, DeviceIDHash: info.Hash}
@@ -188,7 +207,7 @@ func (ds *DeviceSet) createTx(info *DevInfo, op poolOp) error {
 func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
 	idx := ds.index()
 	for tries := 0; ; tries++ {
-		if tries > maxDeviceID {
+		if tries > dm.MaxThinID {
 			return fmt.Errorf("no free thin device id in pool %s", ds.pool.name)
 		}
 		if t.DeviceID = ds.allocID(); idx.named(t.DeviceID) {
@@ -204,7 +223,7 @@ func (ds *DeviceSet) sendCreate(t *transaction, op poolOp) error {
 			ds.settleFailed(*t)
 			return err
 		}
-		err := op(uint32(t.DeviceID))
+		err := op(t.DeviceID)
 		if errors.Is(err, dm.ErrExists) {
 			ds.log.WithField("device_id", t.DeviceID).Warn("thin id in use in the pool but not known here; skipping it")
 			continue
@@ -227,7 +246,7 @@ func (ds *DeviceSet) commitTx(t transaction, write func() error) error {
 	if err := faults.Point("tx.commit"); err != nil {
 		return err
 	}
-	if err := ds.dm.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
+	if err := ds.pc.SetTransactionID(ds.pool.name, ds.txID, t.OpenTransactionID); err != nil {
 		return err
 	}
 	ds.txID = t.OpenTransactionID
@@ -235,11 +254,12 @@ func (ds *DeviceSet) commitTx(t transaction, write func() error) error {
 }
 
 // allocID returns the next thin id to try; ids wrap at 24 bits and 0 is
-// skipped, as Moby never uses it for layers.
-func (ds *DeviceSet) allocID() int {
-	ds.nextID = (ds.nextID + 1) & maxDeviceID
+// skipped, as Moby never uses it for layers. (nextID is an int, as Moby's
+// record keeps it: the mask is its range check.)
+func (ds *DeviceSet) allocID() dm.ThinID {
+	ds.nextID = (ds.nextID + 1) & dm.MaxThinID
 	if ds.nextID == 0 {
 		ds.nextID = 1
 	}
-	return ds.nextID
+	return dm.ThinID(ds.nextID)
 }

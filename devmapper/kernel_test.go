@@ -112,7 +112,7 @@ func TestThinFilesystemLifecycle(t *testing.T) {
 	pool := testutil.NewLoopPool(t, testutil.PoolOptions{})
 	for i, fs := range []string{"ext4", "xfs"} {
 		t.Run(fs, func(t *testing.T) {
-			id := uint32(10 + i)
+			id := dm.ThinID(10 + i)
 			name := fmt.Sprintf("%s-thin-%d", pool.Name, id)
 			if err := pool.Control.CreateThin(pool.Name, id); err != nil {
 				t.Fatal(err)

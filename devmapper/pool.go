@@ -11,19 +11,19 @@ import (
 // None replies with data (dm-thin's pool_message), so their buffers have no
 // room for a reply.
 
-// CreateThin creates a new, empty thin device with the given 24-bit id.
-func (c *Control) CreateThin(pool string, id uint32) error {
+// CreateThin creates a new, empty thin device with the given id.
+func (c *Control) CreateThin(pool string, id ThinID) error {
 	return c.poolMessage(pool, "create_thin", id)
 }
 
 // CreateSnap creates thin device id as a snapshot of origin. When origin is
 // active, suspend it first so its in-flight writes land in the snapshot.
-func (c *Control) CreateSnap(pool string, id, origin uint32) error {
+func (c *Control) CreateSnap(pool string, id, origin ThinID) error {
 	return c.poolMessage(pool, "create_snap", id, origin)
 }
 
 // DeleteThin deletes a thin device; it must not be active.
-func (c *Control) DeleteThin(pool string, id uint32) error {
+func (c *Control) DeleteThin(pool string, id ThinID) error {
 	return c.poolMessage(pool, "delete", id)
 }
 
@@ -47,14 +47,11 @@ func (c *Control) ReleaseMetadataSnap(pool string) error {
 	return err
 }
 
-// MaxThinID is the largest thin device id (24 bits).
-const MaxThinID = 1<<24 - 1
-
-func (c *Control) poolMessage(pool, verb string, ids ...uint32) error {
+func (c *Control) poolMessage(pool, verb string, ids ...ThinID) error {
 	parts := []string{verb}
 	for _, id := range ids {
-		if id > MaxThinID {
-			return wrap("message "+verb, pool, fmt.Errorf("thin id %d over 24 bits", id))
+		if err := id.Check(); err != nil {
+			return wrap("message "+verb, pool, err)
 		}
 		parts = append(parts, strconv.FormatUint(uint64(id), 10))
 	}

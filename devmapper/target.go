@@ -240,7 +240,7 @@ func (p *ThinPool) parseFeatures(args []string) error {
 // reading unprovisioned blocks from the read-only ExternalOrigin.
 type Thin struct {
 	PoolDev        string
-	DeviceID       uint32
+	DeviceID       ThinID
 	ExternalOrigin string
 }
 
@@ -261,8 +261,8 @@ func (t Thin) Validate() error {
 	if err := checkDev(TypeThin, "pool device", t.PoolDev); err != nil {
 		return err
 	}
-	if t.DeviceID > MaxThinID {
-		return badField(TypeThin, "device id", fmtNum(t.DeviceID), errors.New("over 24 bits"))
+	if err := t.DeviceID.Check(); err != nil {
+		return badField(TypeThin, "device id", fmtNum(t.DeviceID), err)
 	}
 	if t.ExternalOrigin == "" {
 		return nil
@@ -283,10 +283,11 @@ func ParseThin(params string) (Thin, error) {
 	if err != nil {
 		return Thin{}, err
 	}
-	if id > MaxThinID {
-		return Thin{}, badField(TypeThin, "device id", f[1], errors.New("over 24 bits"))
+	tid, err := ThinIDOf(id)
+	if err != nil {
+		return Thin{}, badField(TypeThin, "device id", f[1], err)
 	}
-	t := Thin{PoolDev: f[0], DeviceID: uint32(id)}
+	t := Thin{PoolDev: f[0], DeviceID: tid}
 	if len(f) == 3 {
 		t.ExternalOrigin = f[2]
 	}

@@ -293,7 +293,7 @@ func (d *driver) GetMetadata(id string) (map[string]string, error) {
 		return nil, err
 	}
 	return map[string]string{
-		"DeviceId":   strconv.Itoa(m.DeviceID),
+		"DeviceId":   m.DeviceID.String(),
 		"DeviceSize": strconv.FormatUint(m.DeviceSize, 10),
 		"DeviceName": m.DeviceName,
 	}, nil

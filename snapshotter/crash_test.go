@@ -228,7 +228,7 @@ func checkContent(t *testing.T, s *snapshotter.Snapshotter, key, file, want stri
 }
 
 // poolThinIDs are the thin ids in the pool's own metadata.
-func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []int {
+func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []dm.ThinID {
 	st, err := s.DeviceSet().Status()
 	must(t, err)
 	c, err := dm.Open()
@@ -240,19 +240,19 @@ func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []int {
 	defer m.Close()
 	devs, err := m.Devices()
 	must(t, err)
-	var ids []int
+	var ids []dm.ThinID
 	for _, d := range devs {
-		ids = append(ids, int(d.ID))
+		ids = append(ids, d.ID)
 	}
 	slices.Sort(ids)
 	return ids
 }
 
 // devInfoIDs are the thin ids the home's DevInfo files name (base too).
-func devInfoIDs(t *testing.T, s *snapshotter.Snapshotter) []int {
+func devInfoIDs(t *testing.T, s *snapshotter.Snapshotter) []dm.ThinID {
 	hashes, err := s.DeviceSet().List()
 	must(t, err)
-	var ids []int
+	var ids []dm.ThinID
 	for _, h := range append(hashes, "") {
 		info, err := s.DeviceSet().Info(h)
 		must(t, err)

@@ -137,13 +137,13 @@ func newLayer(t *testing.T, s *snapshotter.Snapshotter, old ...string) string {
 	return l[0]
 }
 
-func thinID(t *testing.T, s *snapshotter.Snapshotter, layer string) uint32 {
+func thinID(t *testing.T, s *snapshotter.Snapshotter, layer string) dm.ThinID {
 	t.Helper()
 	info, err := s.DeviceSet().Info(layer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return uint32(info.DeviceID)
+	return info.DeviceID
 }
 
 var deltaChanged = regexp.MustCompile(`<(different|right_only) begin="\d+" length="(\d+)"/>`)
@@ -151,7 +151,7 @@ var deltaChanged = regexp.MustCompile(`<(different|right_only) begin="\d+" lengt
 // thinDeltaAdded runs thin_delta on a metadata snapshot of the live pool
 // and returns the bytes of the blocks right maps differently from left
 // or alone.
-func thinDeltaAdded(t *testing.T, s *snapshotter.Snapshotter, left, right uint32) int64 {
+func thinDeltaAdded(t *testing.T, s *snapshotter.Snapshotter, left, right dm.ThinID) int64 {
 	t.Helper()
 	st, err := s.DeviceSet().Status()
 	if err != nil {

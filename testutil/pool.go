@@ -97,7 +97,7 @@ func (p *LoopPool) Path() string { return devmapper.DevicePath(p.Name) }
 
 // Activate makes a thin device of this pool active as name, sized size.
 // It is removed at cleanup if the test leaves it.
-func (p *LoopPool) Activate(t testing.TB, name string, id uint32, size devmapper.Sectors) devmapper.Info {
+func (p *LoopPool) Activate(t testing.TB, name string, id devmapper.ThinID, size devmapper.Sectors) devmapper.Info {
 	t.Helper()
 	thin := devmapper.Thin{PoolDev: p.Path(), DeviceID: id}
 	info, err := p.Control.CreateAndLoad(name, "", []devmapper.TableLine{devmapper.Line(0, size, thin)}, 0)

@@ -3,6 +3,8 @@ package thinmeta
 import (
 	"fmt"
 	"sort"
+
+	"github.com/thinlayer/thinlayer/devmapper"
 )
 
 // Problem is one thing Check found wrong.
@@ -102,7 +104,7 @@ func (c *checker) result() []Problem {
 func (c *checker) checkTrees(sb rawSuperblock) {
 	details := c.walkDetails(sb.detailsRoot)
 	roots := c.walkTopLevel(sb.mappingRoot)
-	ids := make([]uint32, 0, len(details))
+	ids := make([]devmapper.ThinID, 0, len(details))
 	for id := range details {
 		ids = append(ids, id)
 	}
@@ -132,8 +134,8 @@ func (c *checker) checkTrees(sb rawSuperblock) {
 	}
 }
 
-func (c *checker) walkDetails(root uint64) map[uint32]deviceDetails {
-	details := map[uint32]deviceDetails{}
+func (c *checker) walkDetails(root uint64) map[devmapper.ThinID]deviceDetails {
+	details := map[devmapper.ThinID]deviceDetails{}
 	c.w.leaf = func(n *node) error {
 		for i := 0; i < n.len(); i++ {
 			id, err := thinID(n.key(i))
@@ -151,8 +153,8 @@ func (c *checker) walkDetails(root uint64) map[uint32]deviceDetails {
 }
 
 // walkTopLevel walks the mapping tree's top level: thin id → subtree root.
-func (c *checker) walkTopLevel(root uint64) map[uint32]uint64 {
-	roots := map[uint32]uint64{}
+func (c *checker) walkTopLevel(root uint64) map[devmapper.ThinID]uint64 {
+	roots := map[devmapper.ThinID]uint64{}
 	c.w.leaf = func(n *node) error {
 		for i := 0; i < n.len(); i++ {
 			id, err := thinID(n.key(i))

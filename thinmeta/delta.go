@@ -3,6 +3,8 @@ package thinmeta
 import (
 	"fmt"
 	"sort"
+
+	"github.com/thinlayer/thinlayer/devmapper"
 )
 
 // Delta compares two thin devices block by block, as thin_delta --snap1
@@ -25,7 +27,7 @@ func (d Delta) Added() uint64 { return satAdd(d.Different, d.RightOnly) }
 // is the same block in both trees: such a subtree counts as same without
 // reading it again, so the cost is left's tree plus the nodes right has
 // of its own. Each node is checked as Devices and Mappings check them.
-func (m *Metadata) Delta(left, right uint32) (Delta, error) {
+func (m *Metadata) Delta(left, right devmapper.ThinID) (Delta, error) {
 	lroot, err := m.deviceRoot(left)
 	if err != nil {
 		return Delta{}, err

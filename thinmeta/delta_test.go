@@ -8,13 +8,14 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/loopback"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
 // thinDelta runs thin_delta --snap1 left --snap2 right on dev (with -m:
 // on the held metadata snapshot) and adds up the lengths of its ranges.
-func thinDelta(t testing.TB, dev string, snap bool, left, right uint32) thinmeta.Delta {
+func thinDelta(t testing.TB, dev string, snap bool, left, right devmapper.ThinID) thinmeta.Delta {
 	t.Helper()
 	args := []string{"--snap1", fmt.Sprint(left), "--snap2", fmt.Sprint(right), dev}
 	if snap {
@@ -49,7 +50,7 @@ func parseThinDelta(t testing.TB, out []byte) thinmeta.Delta {
 }
 
 // bruteDelta compares two devices' full mapping lists.
-func bruteDelta(t testing.TB, m *thinmeta.Metadata, left, right uint32) thinmeta.Delta {
+func bruteDelta(t testing.TB, m *thinmeta.Metadata, left, right devmapper.ThinID) thinmeta.Delta {
 	t.Helper()
 	l := map[uint64]uint64{}
 	if err := m.Mappings(left, func(mp thinmeta.Mapping) error { l[mp.Virtual] = mp.Data; return nil }); err != nil {
@@ -134,22 +135,22 @@ func TestDeltaMatchesThinDelta(t *testing.T) {
 
 // devicePairs is every ordered pair of a small pool's devices, or, for a
 // large one, each device after its predecessor and 200 random pairs.
-func devicePairs(devs []thinmeta.Device) [][2]uint32 {
-	var pairs [][2]uint32
+func devicePairs(devs []thinmeta.Device) [][2]devmapper.ThinID {
+	var pairs [][2]devmapper.ThinID
 	if len(devs) <= 10 {
 		for _, a := range devs {
 			for _, b := range devs {
-				pairs = append(pairs, [2]uint32{a.ID, b.ID})
+				pairs = append(pairs, [2]devmapper.ThinID{a.ID, b.ID})
 			}
 		}
 		return pairs
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 200; i++ {
-		pairs = append(pairs, [2]uint32{devs[rng.IntN(len(devs))].ID, devs[rng.IntN(len(devs))].ID})
+		pairs = append(pairs, [2]devmapper.ThinID{devs[rng.IntN(len(devs))].ID, devs[rng.IntN(len(devs))].ID})
 	}
 	for i := 1; i < len(devs) && i < 200; i++ {
-		pairs = append(pairs, [2]uint32{devs[i-1].ID, devs[i].ID})
+		pairs = append(pairs, [2]devmapper.ThinID{devs[i-1].ID, devs[i].ID})
 	}
 	return pairs
 }
@@ -157,7 +158,7 @@ func devicePairs(devs []thinmeta.Device) [][2]uint32 {
 // TestDeltaNoDevice: a missing device is ErrNoDevice, either side.
 func TestDeltaNoDevice(t *testing.T) {
 	m := openFixture(t, "mixed")
-	for _, p := range [][2]uint32{{1, 2}, {2, 1}, {2, 99}} { // 1 was deleted
+	for _, p := range [][2]devmapper.ThinID{{1, 2}, {2, 1}, {2, 99}} { // 1 was deleted
 		if _, err := m.Delta(p[0], p[1]); !errors.Is(err, thinmeta.ErrNoDevice) {
 			t.Errorf("Delta(%d, %d): %v, want ErrNoDevice", p[0], p[1], err)
 		}

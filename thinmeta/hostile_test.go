@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -103,7 +104,7 @@ func devicesErr(m *thinmeta.Metadata) error {
 	if _, err := m.Devices(); err != nil {
 		return err
 	}
-	for _, id := range []uint32{2, 3, 4, 6, 7, 8} {
+	for _, id := range []devmapper.ThinID{2, 3, 4, 6, 7, 8} {
 		if err := m.Mappings(id, func(thinmeta.Mapping) error { return nil }); err != nil {
 			return err
 		}

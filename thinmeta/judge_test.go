@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -27,11 +28,11 @@ type dumpXML struct {
 }
 
 type dumpedDev struct {
-	ID           uint32 `xml:"dev_id,attr"`
-	MappedBlocks uint64 `xml:"mapped_blocks,attr"`
-	Transaction  uint64 `xml:"transaction,attr"`
-	CreationTime uint32 `xml:"creation_time,attr"`
-	SnapTime     uint32 `xml:"snap_time,attr"`
+	ID           devmapper.ThinID `xml:"dev_id,attr"`
+	MappedBlocks uint64           `xml:"mapped_blocks,attr"`
+	Transaction  uint64           `xml:"transaction,attr"`
+	CreationTime uint32           `xml:"creation_time,attr"`
+	SnapTime     uint32           `xml:"snap_time,attr"`
 	Ranges       []struct {
 		Origin uint64 `xml:"origin_begin,attr"`
 		Data   uint64 `xml:"data_begin,attr"`
@@ -121,7 +122,7 @@ func thinDump(t testing.TB, dev string, snap bool) dumpXML {
 
 // lsRow is one line of thin_ls.
 type lsRow struct {
-	ID                         uint32
+	ID                         devmapper.ThinID
 	Mapped, Exclusive, Shared  uint64
 	Transaction                uint64
 	CreationTime, SnapshotTime uint32
@@ -161,7 +162,7 @@ func parseLs(out []byte) ([]lsRow, error) {
 			}
 			n[i] = v
 		}
-		rows = append(rows, lsRow{uint32(n[0]), n[1], n[2], n[3], n[4], uint32(n[5]), uint32(n[6])})
+		rows = append(rows, lsRow{devmapper.ThinID(n[0]), n[1], n[2], n[3], n[4], uint32(n[5]), uint32(n[6])})
 	}
 	return rows, nil
 }

@@ -160,7 +160,7 @@ func compareWithDump(t *testing.T, m *thinmeta.Metadata, d dumpXML) {
 	t.Logf("%d devices match thin_dump", len(devs))
 }
 
-func compareMappings(t *testing.T, m *thinmeta.Metadata, id uint32, d dumpedDev) {
+func compareMappings(t *testing.T, m *thinmeta.Metadata, id devmapper.ThinID, d dumpedDev) {
 	t.Helper()
 	want := mappingCursor{runs: d.runs()}
 	bad := 0

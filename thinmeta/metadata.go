@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/thinlayer/thinlayer/devmapper"
 )
 
 // Superblock is what the metadata's superblock says about the pool.
@@ -36,7 +38,7 @@ type Superblock struct {
 // Device is one thin device as the metadata records it. ExclusiveBlocks and
 // SharedBlocks are filled in by DevicesWithUsage only.
 type Device struct {
-	ID                         uint32
+	ID                         devmapper.ThinID
 	MappedBlocks               uint64
 	TransactionID              uint64
 	CreationTime, SnapshotTime uint32
@@ -199,14 +201,12 @@ func (m *Metadata) Devices() ([]Device, error) {
 	return devs, nil
 }
 
-// maxThinID is the largest thin device id: ids are 24 bits.
-const maxThinID = 1<<24 - 1
-
-func thinID(key uint64) (uint32, error) {
-	if key > maxThinID {
-		return 0, corruptf("thin device id %d over 24 bits", key)
+func thinID(key uint64) (devmapper.ThinID, error) {
+	id, err := devmapper.ThinIDOf(key)
+	if err != nil {
+		return 0, corruptf("%v", err)
 	}
-	return uint32(key), nil
+	return id, nil
 }
 
 // Mapping is one mapped block of a thin device.
@@ -218,7 +218,7 @@ type Mapping struct {
 
 // Mappings calls fn for every mapping of thin device id, in order of virtual
 // block. An error from fn stops the walk and is returned.
-func (m *Metadata) Mappings(id uint32, fn func(Mapping) error) error {
+func (m *Metadata) Mappings(id devmapper.ThinID, fn func(Mapping) error) error {
 	root, err := m.deviceRoot(id)
 	if err != nil {
 		return err
@@ -251,7 +251,7 @@ type errStop struct{ err error }
 func (e errStop) Error() string { return e.err.Error() }
 
 // deviceRoot looks up a thin device's mapping subtree in the top level.
-func (m *Metadata) deviceRoot(id uint32) (uint64, error) {
+func (m *Metadata) deviceRoot(id devmapper.ThinID) (uint64, error) {
 	v, ok, err := m.lookup(m.sb.mappingRoot, mappingValueSize, uint64(id))
 	if err != nil {
 		return 0, fmt.Errorf("thinmeta: mapping tree: %w", err)

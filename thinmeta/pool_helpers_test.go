@@ -33,21 +33,21 @@ func newPool(t testing.TB, opts testutil.PoolOptions) *testPool {
 	return &testPool{LoopPool: p, t: t, blockBytes: int64(bs.Bytes())}
 }
 
-func (p *testPool) create(id uint32) {
+func (p *testPool) create(id devmapper.ThinID) {
 	p.t.Helper()
 	if err := p.Control.CreateThin(p.Name, id); err != nil {
 		p.t.Fatalf("create_thin %d: %v", id, err)
 	}
 }
 
-func (p *testPool) snap(id, origin uint32) {
+func (p *testPool) snap(id, origin devmapper.ThinID) {
 	p.t.Helper()
 	if err := p.Control.CreateSnap(p.Name, id, origin); err != nil {
 		p.t.Fatalf("create_snap %d of %d: %v", id, origin, err)
 	}
 }
 
-func (p *testPool) del(id uint32) {
+func (p *testPool) del(id devmapper.ThinID) {
 	p.t.Helper()
 	if err := p.Control.DeleteThin(p.Name, id); err != nil {
 		p.t.Fatalf("delete %d: %v", id, err)
@@ -56,7 +56,7 @@ func (p *testPool) del(id uint32) {
 
 // write writes 4 KiB at the start of each of the given virtual blocks of
 // thin device id, which maps (or breaks sharing of) each block.
-func (p *testPool) write(id uint32, blocks ...uint64) {
+func (p *testPool) write(id devmapper.ThinID, blocks ...uint64) {
 	p.t.Helper()
 	name := fmt.Sprintf("%s-thin%d", p.Name, id)
 	p.Activate(p.t, name, id, thinSize)
@@ -128,10 +128,10 @@ func buildMixed(p *testPool) {
 func buildRefcounts(p *testPool) {
 	p.create(1)
 	p.write(1, blockRange(0, 10)...)
-	for id := uint32(2); id <= 7; id++ {
+	for id := devmapper.ThinID(2); id <= 7; id++ {
 		p.snap(id, 1)
 	}
-	for id := uint32(2); id <= 4; id++ {
+	for id := devmapper.ThinID(2); id <= 4; id++ {
 		p.write(id, 100) // a copy of the leaf: its data blocks gain a reference
 	}
 }
@@ -155,12 +155,12 @@ func buildHeld(p *testPool) {
 // snapshots, many levels deep), every 16th written to (breaking sharing
 // of a few blocks), every 97th deleting a random earlier one. It returns
 // the ids alive at the end.
-func buildMany(p *testPool, n int) []uint32 {
+func buildMany(p *testPool, n int) []devmapper.ThinID {
 	rng := rand.New(rand.NewPCG(8, uint64(n)))
 	p.create(1)
 	p.write(1, blockRange(0, 300)...)
-	live := []uint32{1}
-	for id := uint32(2); id <= uint32(n); id++ {
+	live := []devmapper.ThinID{1}
+	for id := devmapper.ThinID(2); id <= devmapper.ThinID(n); id++ {
 		p.snap(id, live[rng.IntN(len(live))])
 		live = append(live, id)
 		if id%16 == 0 {

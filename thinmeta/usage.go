@@ -1,6 +1,10 @@
 package thinmeta
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/thinlayer/thinlayer/devmapper"
+)
 
 // DevicesWithUsage is Devices with ExclusiveBlocks and SharedBlocks filled
 // in, as thin_ls counts them: a mapping is exclusive when no other mapping
@@ -52,8 +56,8 @@ func (m *Metadata) DevicesWithUsage() ([]Device, error) {
 
 // deviceRoots reads the top level of the mapping tree: thin id → the root
 // of that device's mapping subtree.
-func (m *Metadata) deviceRoots() (map[uint32]uint64, error) {
-	roots := map[uint32]uint64{}
+func (m *Metadata) deviceRoots() (map[devmapper.ThinID]uint64, error) {
+	roots := map[devmapper.ThinID]uint64{}
 	err := m.walkTree(m.sb.mappingRoot, mappingValueSize, func(n *node) error {
 		for i := 0; i < n.len(); i++ {
 			id, err := thinID(n.key(i))

@@ -103,7 +103,7 @@ func TestCheckExitStatus(t *testing.T) {
 	}
 }
 
-func addOrphan(t *testing.T, home string, id uint32) {
+func addOrphan(t *testing.T, home string, id dm.ThinID) {
 	t.Helper()
 	prefix, err := deviceset.DevicePrefix(home)
 	if err != nil {

@@ -290,7 +290,7 @@ func (m printedMount) unmount(t *testing.T) {
 }
 
 // poolThinIDs are the thin ids in the pool's own metadata, read live.
-func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []int {
+func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []dm.ThinID {
 	t.Helper()
 	st, err := s.DeviceSet().Status()
 	if err != nil {
@@ -315,9 +315,9 @@ func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []int
+	var ids []dm.ThinID
 	for _, d := range devs {
-		ids = append(ids, int(d.ID))
+		ids = append(ids, d.ID)
 	}
 	slices.Sort(ids)
 	return ids

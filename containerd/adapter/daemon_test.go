@@ -201,7 +201,7 @@ func checkBackend(t *testing.T, s *snapshotter.Snapshotter, want map[string][2]s
 func removeAll(t *testing.T, d *daemon, s *snapshotter.Snapshotter) {
 	t.Helper()
 	layers := ourLayers(t, s)
-	ids := map[int]bool{}
+	ids := map[dm.ThinID]bool{}
 	for _, h := range layers {
 		info, err := s.DeviceSet().Info(h)
 		if err != nil {
@@ -242,7 +242,7 @@ func waitLayersGone(t *testing.T, s *snapshotter.Snapshotter) {
 
 // checkPoolClean: no device-mapper device of the removed layers is left,
 // and the pool's metadata holds the base's thin device only.
-func checkPoolClean(t *testing.T, s *snapshotter.Snapshotter, layers []string, ids map[int]bool) {
+func checkPoolClean(t *testing.T, s *snapshotter.Snapshotter, layers []string, ids map[dm.ThinID]bool) {
 	t.Helper()
 	c, err := dm.Open()
 	if err != nil {
@@ -259,7 +259,7 @@ func checkPoolClean(t *testing.T, s *snapshotter.Snapshotter, layers []string, i
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := poolThinIDs(t, s); !slices.Equal(got, []int{base.DeviceID}) {
+	if got := poolThinIDs(t, s); !slices.Equal(got, []dm.ThinID{base.DeviceID}) {
 		t.Errorf("pool thin ids %v, want the base's %d only (removed: %v)", got, base.DeviceID, ids)
 	}
 }

@@ -51,7 +51,7 @@ func TestCtrWorkload(t *testing.T) {
 			t.Errorf("after run --rm the snapshotter holds layers %v, want the image's 2", l)
 		}
 		w.checkUsage(t, poolUsedBytes(t, s.DeviceSet().PoolName()))
-		ids := map[int]bool{}
+		ids := map[dm.ThinID]bool{}
 		layersBefore := ourLayers(t, s)
 		for _, h := range layersBefore {
 			info, err := s.DeviceSet().Info(h)
@@ -266,7 +266,7 @@ func devmapperConfig(dir, pool string) string {
 }
 
 // poolThinIDsOf are the thin ids in pool's metadata, read live.
-func poolThinIDsOf(t *testing.T, c *dm.Control, pool string) []int {
+func poolThinIDsOf(t *testing.T, c *dm.Control, pool string) []dm.ThinID {
 	t.Helper()
 	m, release, err := thinmeta.OpenLive(c, pool, "")
 	if err != nil {
@@ -282,9 +282,9 @@ func poolThinIDsOf(t *testing.T, c *dm.Control, pool string) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []int
+	var ids []dm.ThinID
 	for _, d := range devs {
-		ids = append(ids, int(d.ID))
+		ids = append(ids, d.ID)
 	}
 	slices.Sort(ids)
 	return ids

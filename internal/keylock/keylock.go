@@ -8,12 +8,12 @@ import "sync"
 // Locks is a set of per-key mutexes. The zero value is ready to use.
 type Locks struct {
 	mu sync.Mutex
-	m  map[string]*entry
+	m  map[string]*entry // guarded by mu
 }
 
 type entry struct {
 	sync.Mutex
-	refs int
+	refs int // guarded by Locks.mu: holders and waiters
 }
 
 // Lock locks key.
@@ -41,4 +41,22 @@ func (l *Locks) Unlock(key string) {
 	}
 	l.mu.Unlock()
 	e.Unlock()
+}
+
+// TryLock locks key if nobody holds or waits for it, and reports whether
+// it did. It never waits: for a caller holding locks that key's holder may
+// be waiting for, where Lock could deadlock.
+func (l *Locks) TryLock(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m[key] != nil { // held, or about to be
+		return false
+	}
+	if l.m == nil {
+		l.m = make(map[string]*entry)
+	}
+	e := &entry{refs: 1}
+	e.Lock()
+	l.m[key] = e
+	return true
 }

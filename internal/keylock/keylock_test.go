@@ -29,3 +29,31 @@ func TestExclusivePerKeyAndCleanup(t *testing.T) {
 		t.Fatalf("%d entries left after all unlocked", len(l.m))
 	}
 }
+
+// TryLock takes a free key, refuses a held one without waiting, and what
+// it took is let go by Unlock like any lock.
+func TestTryLock(t *testing.T) {
+	var l Locks
+	if !l.TryLock("a") {
+		t.Fatal("TryLock of a free key failed")
+	}
+	if l.TryLock("a") {
+		t.Fatal("TryLock of a held key succeeded")
+	}
+	l.Lock("b")
+	if l.TryLock("b") {
+		t.Fatal("TryLock of a key held by Lock succeeded")
+	}
+	l.Unlock("b")
+	done := make(chan struct{})
+	go func() { l.Lock("a"); l.Unlock("a"); close(done) }()
+	l.Unlock("a")
+	<-done
+	if !l.TryLock("a") {
+		t.Fatal("TryLock after Unlock failed")
+	}
+	l.Unlock("a")
+	if len(l.m) != 0 {
+		t.Fatalf("%d entries left after all unlocked", len(l.m))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinlayer/thinlayer/deviceset"
+	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/dockerstore"
 )
 
@@ -33,9 +34,9 @@ type DockerOrphanReport struct {
 
 // DockerOrphan is a layer of the home that Docker's store does not name.
 type DockerOrphan struct {
-	ID       string `json:"id"`
-	DeviceID int    `json:"device_id"`
-	Parent   string `json:"parent,omitempty"`
+	ID       string    `json:"id"`
+	DeviceID dm.ThinID `json:"device_id"`
+	Parent   string    `json:"parent,omitempty"`
 }
 
 // DockerOrphans lists (remove: removes) the layers of the home that the

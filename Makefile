@@ -54,7 +54,7 @@ RACE_HOST_TESTS := ^(TestDriverRace|TestTarBombBoundedMemory)$$
 # DevInfo decoding, layer tars, and layer apply against Moby's (compat/;
 # make fuzz runs every target for longer).
 FUZZ_SMOKE := ./devmapper:FuzzParseThinPoolStatus ./devmapper:FuzzParseThinStatus \
-	./deviceset:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./layertar:FuzzApplyLayer \
+	./dmopts:FuzzParseOptions ./deviceset:FuzzDecodeDevInfo ./layertar:FuzzApplyLayer \
 	./testutil/logwrites:FuzzParse
 FUZZ_SMOKE_TIME ?= 4s
 

@@ -362,3 +362,39 @@ func (ds *DeviceSet) deactivateAll() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ActivateDevice (for snapshotters, which hand out block devices instead of
+// mounting them) makes the layer's thin device active without mounting it
+// and returns its node and the filesystem on it.
+func (ds *DeviceSet) ActivateDevice(hash string) (dev, fsType string, err error) {
+	ds.layers.Lock(hash)
+	defer ds.layers.Unlock(hash)
+	info, err := ds.lookup(hash)
+	if err != nil {
+		return "", "", fmt.Errorf("activate layer %q: %w", hash, err)
+	}
+	if info.Deleted {
+		return "", "", fmt.Errorf("activate layer %q: %w", hash, ErrDeleted)
+	}
+	if dev, err = ds.activate(info); err != nil {
+		return "", "", err
+	}
+	if fsType, err = ds.filesystemOf(dev); err != nil {
+		return "", "", fmt.Errorf("activate layer %q: filesystem of %s: %w", hash, dev, err)
+	}
+	return dev, fsType, nil
+}
+
+// DeactivateDevice removes the layer's thin device if it is active (with
+// deferred removal, at its last close when it is still open).
+func (ds *DeviceSet) DeactivateDevice(hash string) error {
+	if err := ds.CheckLayerID(hash); err != nil {
+		return err
+	}
+	ds.layers.Lock(hash)
+	defer ds.layers.Unlock(hash)
+	if err := ds.deactivate(hash); err != nil {
+		return fmt.Errorf("deactivate layer %q (%s): %w", hash, ds.deviceName(hash), err)
+	}
+	return nil
+}

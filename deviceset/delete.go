@@ -201,3 +201,56 @@ func blkDiscard(dev string, size uint64) (bool, error) {
 	}
 	return errno == 0, nil
 }
+
+// ErrIDInUse: a thin id a caller took for an orphan is named by a layer.
+var ErrIDInUse = errors.New("thin id belongs to a layer")
+
+// DeleteOrphanThin deletes thin device id from the pool, refusing with
+// ErrIDInUse when a DevInfo names it. Every DevInfo is read first; one
+// that cannot be read stops it, since its id is unknown. The device must
+// not be active (the pool answers EBUSY). txMu is held from the read to
+// the delete: a create between its pool message and its DevInfo has a
+// thin device no DevInfo names yet, which must not be taken for an orphan.
+func (ds *DeviceSet) DeleteOrphanThin(id dm.ThinID) error {
+	if ds.ro {
+		return fmt.Errorf("delete thin id %d: %w", id, ErrReadOnly)
+	}
+	if err := id.Check(); err != nil {
+		return fmt.Errorf("delete thin id %d: %w", id, err)
+	}
+	ds.txMu.Lock()
+	defer ds.txMu.Unlock()
+	owner, owned, err := ds.strictIDOwner(id)
+	if err != nil {
+		return fmt.Errorf("delete thin id %d: %w", id, err)
+	}
+	if owned {
+		return fmt.Errorf("delete thin id %d: %w %q", id, ErrIDInUse, owner)
+	}
+	if err := ds.pc.DeleteThin(ds.pool.name, id); err != nil {
+		return fmt.Errorf("delete thin id %d from pool %s: %w", id, ds.pool.name, err)
+	}
+	ds.log.WithFields(logrus.Fields{"device_id": id, "pool": ds.pool.name}).Debug("deleted orphan thin device")
+	return nil
+}
+
+// strictIDOwner is idOwner that fails on a DevInfo it cannot read.
+func (ds *DeviceSet) strictIDOwner(id dm.ThinID) (string, bool, error) {
+	hashes, err := ds.store.listDevices()
+	if err != nil {
+		return "", false, err
+	}
+	for _, h := range hashes {
+		info, err := ds.store.loadDevice(h)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return "", false, err
+		}
+		if info.DeviceID == id {
+			return h, true, nil
+		}
+	}
+	return "", false, nil
+}

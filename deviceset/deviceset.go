@@ -97,7 +97,7 @@ func Open(home string, cfg Config, opts OpenOptions) (_ *DeviceSet, err error) {
 		home:    home,
 		cfg:     cfg,
 		ro:      opts.ReadOnly,
-		log:     cfg.logger(),
+		log:     loggerOf(cfg),
 		store:   store{dir: filepath.Join(home, "metadata")},
 		devices: make(map[string]*DevInfo),
 	}
@@ -398,4 +398,27 @@ func (ds *DeviceSet) updateMeta(change func(m *setMetadata) error) error {
 		return err
 	}
 	return ds.store.saveSetMetadata(m)
+}
+
+// Leave lets go of the home — its lock, the control node — and takes down
+// only what this open brought up: the pool, when it made it and no device
+// is active on it. Unlike Shutdown it unmounts nothing and deactivates no
+// layer, so a read-only look leaves a home in use (by an engine that takes
+// no home lock, or a `thinlayer mount`) as it found it. Later calls, and
+// Shutdown or Release after it, do nothing.
+func (ds *DeviceSet) Leave() error {
+	var err error
+	ds.shutdown.Do(func() {
+		if ds.deleter != nil {
+			ds.deleter.close()
+		}
+		if ds.pool.created {
+			err = ds.removePool()
+			if errors.Is(err, dm.ErrBusy) {
+				err = nil // a layer is active on it: it stays for that
+			}
+		}
+		ds.close()
+	})
+	return err
 }

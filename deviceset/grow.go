@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/thinlayer/thinlayer/dmopts"
 	"github.com/thinlayer/thinlayer/fsutil"
 	"github.com/thinlayer/thinlayer/internal/faults"
+	"github.com/thinlayer/thinlayer/internal/recordfile"
 )
 
 // A layer's filesystem grows (to a size above its parent's, or the base to
@@ -39,7 +41,7 @@ func (ds *DeviceSet) markGrow(hash string) error {
 	if err := os.Mkdir(ds.growDir(hash), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	return syncDir(ds.mntDir())
+	return recordfile.SyncDir(ds.mntDir())
 }
 
 func (ds *DeviceSet) unmarkGrow(hash string) {
@@ -204,6 +206,6 @@ func (ds *DeviceSet) settleBaseGrow(info *DevInfo) error {
 
 // fits reports whether g is a grow of a device now of size bytes.
 func (g growRecord) fits(size uint64) bool {
-	return checkDeviceSize(g.From) == nil && checkDeviceSize(g.To) == nil && g.From < g.To &&
+	return dmopts.CheckDeviceSize(g.From) == nil && dmopts.CheckDeviceSize(g.To) == nil && g.From < g.To &&
 		(size == g.From || size == g.To)
 }

@@ -6,13 +6,12 @@ import (
 	"sync"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/dmopts"
 )
 
 // DefaultIdleDevices is how many unmounted layers keep their device active
-// (Config.IdleDevices). A container start and stop, or an image build's
-// next step, mounts the same layer again soon: reusing its device saves a
-// create, a table load and a resume (and their udev events) per Get.
-const DefaultIdleDevices = 16
+// (dmopts.DefaultIdleDevices).
+const DefaultIdleDevices = dmopts.DefaultIdleDevices
 
 // idleSet is the LRU of layers whose device stays active while nothing of
 // ours mounts it. It is a hint, not the truth: activate always asks the

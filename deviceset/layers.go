@@ -8,6 +8,7 @@ import (
 	units "github.com/docker/go-units"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/dmopts"
 	"github.com/thinlayer/thinlayer/internal/faults"
 )
 
@@ -132,7 +133,7 @@ func parseStorageOpt(opts map[string]string) (uint64, error) {
 		if strings.ToLower(k) != "size" {
 			return 0, fmt.Errorf("unknown storage option %q", k)
 		}
-		n, err := deviceSize(v)
+		n, err := dmopts.DeviceSize(v)
 		if err != nil {
 			return 0, fmt.Errorf("storage option size: %w", err)
 		}

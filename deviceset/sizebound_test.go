@@ -10,6 +10,7 @@ import (
 	units "github.com/docker/go-units"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/dmopts"
 )
 
 // One bound on a device's size, the same where a size comes in (the
@@ -46,7 +47,7 @@ func checkSizeAgreement(t *testing.T, s string) {
 	}
 	// Above the minimum base size, the two options and the decoder agree
 	// on every size the units parser reads.
-	if perr == nil && n >= cfgMinBaseSize {
+	if perr == nil && n >= dmopts.MinBaseSize {
 		if dec := decodes(uint64(n)); dec != (baseErr == nil) || dec != (optErr == nil) {
 			t.Errorf("%s (%d bytes): DevInfo decodes=%v, dm.basesize err=%v, size err=%v", s, n, dec, baseErr, optErr)
 		}

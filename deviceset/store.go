@@ -4,17 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/dmopts"
+	"github.com/thinlayer/thinlayer/internal/recordfile"
 )
 
 // The files under <home>/metadata are Moby's, byte for byte in meaning, so
@@ -114,64 +113,16 @@ func (s store) loadDevice(hash string) (*DevInfo, error) {
 // well under 1 KiB, and a huge file is not one of them.
 const maxRecordSize = 64 << 10
 
-// readSmall reads a metadata file of at most maxRecordSize bytes. Raw
-// syscalls: an os.File costs two fcntls and an epoll_ctl more, on a path
-// every create, delete and first mount takes.
+// readSmall reads a metadata file of at most maxRecordSize bytes, by the
+// one rule every reader of the home's records follows (recordfile): a
+// link, a FIFO, a device or a huge file is ErrCorruptMetadata; a missing
+// file is os.ErrNotExist.
 func readSmall(path string) ([]byte, error) {
-	fd, err := openRecord(path)
-	if err != nil {
-		return nil, err
+	b, err := recordfile.Read(path, maxRecordSize)
+	if errors.Is(err, recordfile.ErrInvalid) {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptMetadata, err)
 	}
-	defer unix.Close(fd)
-	b := make([]byte, 1024)
-	for n := 0; n <= maxRecordSize; {
-		if n == len(b) {
-			b = append(b, make([]byte, len(b))...)
-		}
-		m, err := unix.Read(fd, b[n:])
-		switch {
-		case err == unix.EINTR:
-		case err != nil:
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		case m == 0:
-			return b[:n], nil
-		default:
-			n += m
-		}
-	}
-	return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorruptMetadata, path, maxRecordSize)
-}
-
-// openRecord opens one of the home's record files for reading, under the
-// one rule every reader of them follows: a regular file, or
-// ErrCorruptMetadata. A link is not followed (O_NOFOLLOW: where it points
-// is not the home's), a FIFO does not hang the open (O_NONBLOCK), and
-// whatever did open must be a regular file. A missing file is
-// os.ErrNotExist.
-func openRecord(path string) (int, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	switch {
-	case err == unix.ELOOP: // the file is a symlink
-		return -1, notRegular(path, "a symlink")
-	case err == unix.ENXIO: // a socket (or a device with no driver)
-		return -1, notRegular(path, "a socket or device")
-	case err != nil:
-		return -1, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return -1, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return -1, notRegular(path, fmt.Sprintf("mode %#o", st.Mode&unix.S_IFMT))
-	}
-	return fd, nil
-}
-
-func notRegular(path, what string) error {
-	return fmt.Errorf("%w: %s is not a regular file (%s)", ErrCorruptMetadata, path, what)
+	return b, err
 }
 
 // decodeDevInfo parses and checks a DevInfo file's contents: JSON of the
@@ -193,7 +144,7 @@ func (info *DevInfo) check() error {
 	if err := info.DeviceID.Check(); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptMetadata, err)
 	}
-	if err := checkDeviceSize(info.Size); err != nil {
+	if err := dmopts.CheckDeviceSize(info.Size); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptMetadata, err)
 	}
 	return nil
@@ -248,7 +199,7 @@ func (s store) removeDevice(hash string) error {
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove metadata of %q: %w", hash, &os.PathError{Op: "unlink", Path: p, Err: err})
 	}
-	return syncDir(s.dir)
+	return recordfile.SyncDir(s.dir)
 }
 
 func (s store) hasDevice(hash string) bool {
@@ -305,7 +256,7 @@ func (s store) removeBaseGrow() error {
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return &os.PathError{Op: "unlink", Path: s.path(baseGrowFile), Err: err}
 	}
-	return syncDir(s.dir)
+	return recordfile.SyncDir(s.dir)
 }
 
 // loadSetMetadata reads the home-wide record. A damaged one (it is written
@@ -338,79 +289,12 @@ func (s store) readJSON(name string, v any) (bool, error) {
 	return true, nil
 }
 
-// writeJSON replaces a file atomically and durably: temp file, fsync,
-// rename, fsync of the directory (so the rename itself survives a crash).
-// Raw syscalls, eight in all (an os.CreateTemp path costs twice that).
+// writeJSON replaces a record atomically and durably (recordfile.Write:
+// temp file, fsync, rename, fsync of the directory).
 func (s store) writeJSON(name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	p := s.path(name)
-	if err := writeFileSync(s.path(tmpName()), p, b); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := syncDir(s.dir); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", p, err)
-	}
-	return nil
-}
-
-var tmpSeq atomic.Uint64
-
-// tmpName is a temp file name no other writer in this process uses at the
-// same time; one a crash left behind is simply overwritten. The leading
-// dot keeps it out of listDevices (and Moby's walk).
-func tmpName() string { return ".tmp-" + strconv.FormatUint(tmpSeq.Add(1), 10) }
-
-// writeFileSync writes b to tmp, fsyncs it and renames it to dst; the temp
-// file is removed only when something failed.
-func writeFileSync(tmp, dst string, b []byte) error {
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return &os.PathError{Op: "create", Path: tmp, Err: err}
-	}
-	err = writeAll(fd, b)
-	if err == nil {
-		err = unix.Fsync(fd)
-	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Rename(tmp, dst)
-	}
-	if err != nil {
-		_ = unix.Unlink(tmp)
-	}
-	return err
-}
-
-// writeAll writes b to fd, retrying short writes and EINTR.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		switch {
-		case err == unix.EINTR:
-		case err != nil:
-			return err
-		case n == 0:
-			return io.ErrShortWrite
-		default:
-			b = b[n:]
-		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	err = unix.Fsync(fd)
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
-	return err
+	return recordfile.Write(s.dir, name, b)
 }

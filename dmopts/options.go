@@ -1,4 +1,8 @@
-package deviceset
+// Package dmopts is Moby's dm.* storage options for the devicemapper
+// driver: Config, its defaults (Moby v24.0.9's), ParseOptions and the
+// checks that refuse a bad set before anything is created. It holds no
+// state; deviceset opens a home with a Config.
+package dmopts
 
 import (
 	"errors"
@@ -26,34 +30,40 @@ const (
 	cfgLibdmLogDebug           = 7 // libdm's _LOG_DEBUG
 	cfgMinBlockSize            = 64 * 1024
 	cfgMaxBlockSize            = 1024 * 1024 * 1024
-	cfgMinBaseSize             = 1024 * 1024
+	MinBaseSize                = 1024 * 1024
 	cfgMinLoopDataSize         = 64 * 1024 * 1024
 	cfgMinLoopMetadataSize     = 2 * 1024 * 1024
 )
 
-// maxDeviceSize is the largest size of a layer's device, in bytes: the one
+// DefaultIdleDevices is how many unmounted layers keep their device active
+// (Config.IdleDevices). A container start and stop, or an image build's
+// next step, mounts the same layer again soon: reusing its device saves a
+// create, a table load and a resume (and their udev events) per Get.
+const DefaultIdleDevices = 16
+
+// MaxDeviceSize is the largest size of a layer's device, in bytes: the one
 // bound for every size that comes in (dm.basesize, the size storage
 // option) and every size read back (a DevInfo), so that a home made with a
 // size opens again. 2^62 bytes (2^53 sectors) keeps sums of sizes and
 // sector arithmetic, ours and the kernel's, clear of overflow.
-const maxDeviceSize = 1 << 62
+const MaxDeviceSize = 1 << 62
 
-// checkDeviceSize reports whether size bytes can be a layer's device size.
-func checkDeviceSize(size uint64) error {
-	if size < dm.SectorSize || size > maxDeviceSize {
-		return fmt.Errorf("size %d out of range %d..%d", size, dm.SectorSize, uint64(maxDeviceSize))
+// CheckDeviceSize reports whether size bytes can be a layer's device size.
+func CheckDeviceSize(size uint64) error {
+	if size < dm.SectorSize || size > MaxDeviceSize {
+		return fmt.Errorf("size %d out of range %d..%d", size, dm.SectorSize, uint64(MaxDeviceSize))
 	}
 	return nil
 }
 
-// deviceSize parses a device size option as Moby does, within
-// checkDeviceSize's bound.
-func deviceSize(v string) (uint64, error) {
+// DeviceSize parses a device size option as Moby does, within
+// CheckDeviceSize's bound.
+func DeviceSize(v string) (uint64, error) {
 	n, err := optSize(v)
 	if err != nil {
 		return 0, err
 	}
-	if err := checkDeviceSize(uint64(n)); err != nil {
+	if err := CheckDeviceSize(uint64(n)); err != nil {
 		return 0, fmt.Errorf("%q: %w", v, err)
 	}
 	return uint64(n), nil
@@ -145,7 +155,7 @@ type optionSetter func(c *Config, val string) error
 // dmOptionSetters maps each lower-case option name to its parser.
 var dmOptionSetters = map[string]optionSetter{
 	"dm.basesize": func(c *Config, v string) error {
-		n, err := deviceSize(v)
+		n, err := DeviceSize(v)
 		if err == nil {
 			c.BaseSize, c.BaseSizeSet = n, true
 		}
@@ -275,9 +285,9 @@ func (c Config) Validate() error {
 func (c Config) checkSizes() error {
 	return errors.Join(
 		// Moby has no minimum; no filesystem fits in less.
-		cfgProblem(c.BaseSize < cfgMinBaseSize, "dm.basesize: %d bytes is below the 1MiB minimum", c.BaseSize),
-		// A DevInfo cannot hold more (checkDeviceSize): the home would not open again.
-		cfgProblem(c.BaseSize > maxDeviceSize, "dm.basesize: %d bytes is above the %d maximum", c.BaseSize, uint64(maxDeviceSize)),
+		cfgProblem(c.BaseSize < MinBaseSize, "dm.basesize: %d bytes is below the 1MiB minimum", c.BaseSize),
+		// A DevInfo cannot hold more (CheckDeviceSize): the home would not open again.
+		cfgProblem(c.BaseSize > MaxDeviceSize, "dm.basesize: %d bytes is above the %d maximum", c.BaseSize, uint64(MaxDeviceSize)),
 		// Moby has no minimum; a smaller pool cannot hold a base device.
 		cfgProblem(c.LoopDataSize < cfgMinLoopDataSize, "dm.loopdatasize: %d bytes is below the 64MiB minimum", c.LoopDataSize),
 		// A pool needs at least one data block.
@@ -445,11 +455,4 @@ func joinMountOpts(a, b string) string {
 		return a
 	}
 	return a + "," + b
-}
-
-func (c Config) logger() logrus.FieldLogger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return logrus.WithField("storage-driver", "devicemapper")
 }

@@ -1,4 +1,4 @@
-package deviceset
+package dmopts
 
 import (
 	"reflect"

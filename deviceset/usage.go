@@ -1,8 +1,10 @@
 package deviceset
 
 import (
+	"errors"
 	"fmt"
 
+	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -54,4 +56,43 @@ func (ds *DeviceSet) readPoolMetadata(fn func(m *thinmeta.Metadata) error) error
 		err = rerr
 	}
 	return err
+}
+
+// MappedBytes is how much data the layer's thin device really holds: the
+// mapped blocks the thin target reports for an active device, or those the
+// pool's metadata records (read through a metadata snapshot) otherwise.
+func (ds *DeviceSet) MappedBytes(hash string) (uint64, error) {
+	info, err := ds.Info(hash)
+	if err != nil {
+		return 0, err
+	}
+	if st, err := ds.dm.ThinDeviceStatus(ds.deviceName(hash)); err == nil {
+		return uint64(st.MappedSectors) * dm.SectorSize, nil
+	} else if !errors.Is(err, dm.ErrNotFound) {
+		return 0, fmt.Errorf("usage of layer %q: %w", hash, err)
+	}
+	blocks, err := ds.mappedBlocksOffline(info.DeviceID)
+	if err != nil {
+		return 0, fmt.Errorf("usage of layer %q (thin id %d): %w", hash, info.DeviceID, err)
+	}
+	return blocks * ds.pool.blockBytes, nil
+}
+
+// mappedBlocksOffline reads a thin device's mapped blocks from the pool's
+// metadata (readPoolMetadata).
+func (ds *DeviceSet) mappedBlocksOffline(id dm.ThinID) (uint64, error) {
+	var devs []thinmeta.Device
+	err := ds.readPoolMetadata(func(m *thinmeta.Metadata) (err error) {
+		devs, err = m.Devices()
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range devs {
+		if d.ID == id {
+			return d.MappedBlocks, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: thin id %d is not in pool %s", ErrNotFound, id, ds.pool.name)
 }

@@ -1,4 +1,9 @@
-package deviceset
+// Package lvmpool is Moby's direct-lvm mode (dm.directlvm_device), as
+// v24.0.9's device_setup.go: once per home, the LVM tools turn a raw block
+// device into the thin pool LV docker/thinpool, and
+// <home>/setup-config.json records what was set up. The LVM tools are the
+// only programs it runs; deviceset calls Setup before it opens the pool.
+package lvmpool
 
 import (
 	"bufio"
@@ -15,7 +20,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
+	"github.com/thinlayer/thinlayer/dmopts"
 	"github.com/thinlayer/thinlayer/fsutil"
+	"github.com/thinlayer/thinlayer/internal/recordfile"
 )
 
 // Direct-lvm mode (dm.directlvm_device), as Moby v24.0.9's device_setup.go:
@@ -52,12 +59,12 @@ type lvmSetup struct {
 }
 
 // lvmDefaults are what Moby's setupDirectLVM uses for options left at 0.
-var lvmDefaults = DefaultConfig().DirectLVM
+var lvmDefaults = dmopts.DefaultConfig().DirectLVM
 
 // recordOf is what Moby would write for c. c has the defaults filled in,
 // so a default value is taken as left out (Moby's 0); the thinp pair is
 // given together or not at all, so both are kept when either differs.
-func recordOf(c DirectLVMConfig) lvmSetup {
+func recordOf(c dmopts.DirectLVMConfig) lvmSetup {
 	s := lvmSetup{Device: c.Device, ThinpPercent: c.ThinpPercent, ThinpMetaPercent: c.ThinpMetaPercent,
 		AutoExtendPercent: c.AutoExtendPercent, AutoExtendThreshold: c.AutoExtendThreshold}
 	if s.ThinpPercent == lvmDefaults.ThinpPercent && s.ThinpMetaPercent == lvmDefaults.ThinpMetaPercent {
@@ -90,7 +97,7 @@ func (s lvmSetup) normalized() lvmSetup {
 // readLVMSetup is Moby's readLVMConfig: a missing or empty file is no setup.
 func readLVMSetup(home string) (lvmSetup, error) {
 	var s lvmSetup
-	b, err := readSmall(filepath.Join(home, lvmSetupFile))
+	b, err := recordfile.Read(filepath.Join(home, lvmSetupFile), maxSetupSize)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(b) == 0) {
 		return s, nil
 	}
@@ -105,34 +112,43 @@ func readLVMSetup(home string) (lvmSetup, error) {
 
 // writeLVMSetup writes Moby's bytes (json.Marshal, mode 0600), atomically.
 func writeLVMSetup(home string, s lvmSetup) error {
-	return store{dir: home}.writeJSON(lvmSetupFile, s)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return recordfile.Write(home, lvmSetupFile, b)
 }
 
-// setupDirectLVM runs direct-lvm mode's setup when the options ask for it
-// and points the DeviceSet at the LVM pool, as Moby's initDevmapper does.
-func (ds *DeviceSet) setupDirectLVM() error {
-	if ds.ro { // look, don't set up: a home set up before names its pool
-		prev, err := readLVMSetup(ds.home)
-		if err == nil && (prev.Device != "" || ds.cfg.DirectLVM.Device != "") {
-			ds.cfg.ThinPoolDevice = lvmPoolDevice
-		}
-		return err
+// maxSetupSize bounds setup-config.json: five fields.
+const maxSetupSize = 64 << 10
+
+// PoolDevice is the device-mapper name of the pool LVM makes.
+const PoolDevice = lvmPoolDevice
+
+// Setup runs direct-lvm mode's setup when cfg names a device, as Moby's
+// initDevmapper does, and returns the pool's device-mapper name ("" when
+// direct-lvm mode is off). A home set up before is checked, not set up
+// again.
+func Setup(home string, cfg dmopts.DirectLVMConfig, log logrus.FieldLogger) (pool string, err error) {
+	l := directLVM{home: home, cfg: cfg, log: log, udev: dm.UdevRunning(), exec: execTool, lookPath: exec.LookPath}
+	return l.setup()
+}
+
+// SetUpBefore reports the pool's device-mapper name when the home was set
+// up before or cfg asks for direct-lvm mode, without running anything: for
+// a read-only look.
+func SetUpBefore(home string, cfg dmopts.DirectLVMConfig) (pool string, err error) {
+	prev, err := readLVMSetup(home)
+	if err == nil && (prev.Device != "" || cfg.Device != "") {
+		return lvmPoolDevice, nil
 	}
-	l := directLVM{home: ds.home, cfg: ds.cfg.DirectLVM, log: ds.log, udev: dm.UdevRunning(),
-		exec: execTool, lookPath: exec.LookPath}
-	pool, err := l.setup()
-	if err != nil || pool == "" {
-		return err
-	}
-	ds.cfg.ThinPoolDevice = pool
-	ds.log.Debugf("Setting dm.thinpooldev to %q", pool)
-	return nil
+	return "", err
 }
 
 // directLVM sets up one home's LVM thin pool.
 type directLVM struct {
 	home string
-	cfg  DirectLVMConfig
+	cfg  dmopts.DirectLVMConfig
 	log  logrus.FieldLogger
 	udev bool // udev runs: the LVM tools may rely on it
 	// exec runs a program and returns its stdout; its error carries stderr.
@@ -247,7 +263,7 @@ func (l directLVM) createPool() error {
 
 // lvmCreateCommands are Moby's commands up to the thin pool, for c with
 // its defaults filled in.
-func lvmCreateCommands(c DirectLVMConfig) [][]string {
+func lvmCreateCommands(c dmopts.DirectLVMConfig) [][]string {
 	lv := func(name string, percent uint64) []string {
 		return []string{"lvcreate", "--wipesignatures", "y", "-n", name, "docker", "--extents", fmt.Sprintf("%d%%VG", percent)}
 	}

@@ -1,4 +1,4 @@
-package deviceset
+package lvmpool
 
 import (
 	"errors"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/thinlayer/thinlayer/dmopts"
 )
 
 // fakeLVM stands in for the LVM tools: it records each command line and
@@ -47,14 +49,14 @@ func (f *fakeLVM) tools() []string {
 
 // lvmFixture is a home, a blank "device" file LVM's scan lists, and a
 // private LVM_SYSTEM_DIR for the profile.
-func lvmFixture(t *testing.T, cfg DirectLVMConfig) (directLVM, *fakeLVM) {
+func lvmFixture(t *testing.T, cfg dmopts.DirectLVMConfig) (directLVM, *fakeLVM) {
 	t.Helper()
 	t.Setenv("LVM_SYSTEM_DIR", t.TempDir())
 	dev := filepath.Join(t.TempDir(), "disk")
 	if err := os.WriteFile(dev, make([]byte, 128<<10), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	def := DefaultConfig().DirectLVM
+	def := dmopts.DefaultConfig().DirectLVM
 	if cfg.ThinpPercent == 0 {
 		cfg.ThinpPercent, cfg.ThinpMetaPercent = def.ThinpPercent, def.ThinpMetaPercent
 	}
@@ -77,7 +79,7 @@ func writeSetupFile(t *testing.T, home, content string) {
 }
 
 func TestDirectLVMFreshSetup(t *testing.T) {
-	l, f := lvmFixture(t, DirectLVMConfig{})
+	l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 	pool, err := l.setup()
 	if err != nil || pool != "docker-thinpool" {
 		t.Fatalf("setup = %q, %v", pool, err)
@@ -107,7 +109,7 @@ func TestDirectLVMFreshSetup(t *testing.T) {
 }
 
 func TestDirectLVMCommandArgs(t *testing.T) {
-	c := DirectLVMConfig{Device: "/dev/xvdf", ThinpPercent: 90, ThinpMetaPercent: 2}
+	c := dmopts.DirectLVMConfig{Device: "/dev/xvdf", ThinpPercent: 90, ThinpMetaPercent: 2}
 	var got []string
 	for _, argv := range lvmCreateCommands(c) {
 		got = append(got, strings.Join(argv, " "))
@@ -133,13 +135,13 @@ func TestDirectLVMCommandArgs(t *testing.T) {
 
 func TestDirectLVMRecognisesEarlierSetup(t *testing.T) {
 	for name, tc := range map[string]struct {
-		cfg  DirectLVMConfig
+		cfg  dmopts.DirectLVMConfig
 		file string // %s = the device
 	}{
-		"moby, defaults left out": {DirectLVMConfig{}, `{"Device":"%s","ThinpPercent":0,"ThinpMetaPercent":0,"AutoExtendPercent":0,"AutoExtendThreshold":0}`},
-		"moby, defaults spelled":  {DirectLVMConfig{}, `{"Device":"%s","ThinpPercent":95,"ThinpMetaPercent":1,"AutoExtendPercent":20,"AutoExtendThreshold":80}`},
-		"moby, own values":        {DirectLVMConfig{ThinpPercent: 90, ThinpMetaPercent: 2, AutoExtendPercent: 10, AutoExtendThreshold: 70}, `{"Device":"%s","ThinpPercent":90,"ThinpMetaPercent":2,"AutoExtendPercent":10,"AutoExtendThreshold":70}`},
-		"moby, pretty-printed":    {DirectLVMConfig{}, "{\n \"Device\": \"%s\"\n}\n"},
+		"moby, defaults left out": {dmopts.DirectLVMConfig{}, `{"Device":"%s","ThinpPercent":0,"ThinpMetaPercent":0,"AutoExtendPercent":0,"AutoExtendThreshold":0}`},
+		"moby, defaults spelled":  {dmopts.DirectLVMConfig{}, `{"Device":"%s","ThinpPercent":95,"ThinpMetaPercent":1,"AutoExtendPercent":20,"AutoExtendThreshold":80}`},
+		"moby, own values":        {dmopts.DirectLVMConfig{ThinpPercent: 90, ThinpMetaPercent: 2, AutoExtendPercent: 10, AutoExtendThreshold: 70}, `{"Device":"%s","ThinpPercent":90,"ThinpMetaPercent":2,"AutoExtendPercent":10,"AutoExtendThreshold":70}`},
+		"moby, pretty-printed":    {dmopts.DirectLVMConfig{}, "{\n \"Device\": \"%s\"\n}\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			l, f := lvmFixture(t, tc.cfg)
@@ -164,7 +166,7 @@ func TestDirectLVMChangedConfig(t *testing.T) {
 		"device":  `{"Device":"/dev/other","ThinpPercent":0,"ThinpMetaPercent":0,"AutoExtendPercent":0,"AutoExtendThreshold":0}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			l, f := lvmFixture(t, DirectLVMConfig{})
+			l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 			writeSetupFile(t, l.home, strings.Replace(file, "%s", l.cfg.Device, 1))
 			_, err := l.setup()
 			if !errors.Is(err, errLVMChanged) || !strings.HasPrefix(err.Error(), "changing direct-lvm config is not supported") {
@@ -183,7 +185,7 @@ func TestDirectLVMRecordOf(t *testing.T) {
 		{lvmSetup{"/d", 95, 2, 20, 70}, lvmSetup{"/d", 95, 2, 0, 70}}, // the thinp pair stays whole
 		{lvmSetup{"/d", 50, 1, 30, 80}, lvmSetup{"/d", 50, 1, 30, 0}},
 	} {
-		in := DirectLVMConfig{Device: tc.in.Device, ThinpPercent: tc.in.ThinpPercent, ThinpMetaPercent: tc.in.ThinpMetaPercent,
+		in := dmopts.DirectLVMConfig{Device: tc.in.Device, ThinpPercent: tc.in.ThinpPercent, ThinpMetaPercent: tc.in.ThinpMetaPercent,
 			AutoExtendPercent: tc.in.AutoExtendPercent, AutoExtendThreshold: tc.in.AutoExtendThreshold}
 		if got := recordOf(in); got != tc.want {
 			t.Errorf("recordOf(%+v) = %+v, want %+v", tc.in, got, tc.want)
@@ -208,41 +210,44 @@ func TestDirectLVMSetupFileEdgeCases(t *testing.T) {
 		t.Fatalf("corrupt file: %v", err)
 	}
 	// Moby reads the file in every mode, and fails on a corrupt one.
-	ds := &DeviceSet{home: home, cfg: DefaultConfig(), log: logrus.NewEntry(logrus.New())}
-	if err := ds.setupDirectLVM(); err == nil {
+	loopback := dmopts.DefaultConfig().DirectLVM
+	if _, err := Setup(home, loopback, logrus.New()); err == nil {
 		t.Fatal("loopback mode accepted a corrupt setup-config.json")
 	}
+	if _, err := SetUpBefore(home, loopback); err == nil {
+		t.Fatal("a read-only look accepted a corrupt setup-config.json")
+	}
 	writeSetupFile(t, home, "")
-	if err := ds.setupDirectLVM(); err != nil || ds.cfg.ThinPoolDevice != "" {
-		t.Fatalf("loopback mode: %v, thinpooldev %q", err, ds.cfg.ThinPoolDevice)
+	if pool, err := Setup(home, loopback, logrus.New()); err != nil || pool != "" {
+		t.Fatalf("loopback mode: %v, pool %q", err, pool)
 	}
 }
 
 func TestDirectLVMVerifyDevice(t *testing.T) {
 	t.Run("not listed by lvmdiskscan", func(t *testing.T) {
-		l, f := lvmFixture(t, DirectLVMConfig{})
+		l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 		f.diskscan = "  /dev/sda [ 10 GiB]\n"
 		expectSetupError(t, l, f, "is not available for use with devicemapper")
 	})
 	t.Run("in a volume group", func(t *testing.T) {
-		l, f := lvmFixture(t, DirectLVMConfig{})
+		l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 		f.pvdisplay = "  --- Physical volume ---\n  PV Name               /dev/x\n  VG Name               vg0\n  PV Size               2.00 GiB\n"
 		expectSetupError(t, l, f, `already part of a volume group "vg0"`)
 	})
 	t.Run("signature", func(t *testing.T) {
-		l, f := lvmFixture(t, DirectLVMConfig{})
+		l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 		writeAt(t, l.cfg.Device, 4096-10, "SWAPSPACE2")
 		expectSetupError(t, l, f, "has a filesystem already (swap), use dm.directlvm_device_force=true")
 	})
 	t.Run("signature, forced", func(t *testing.T) {
-		l, f := lvmFixture(t, DirectLVMConfig{AutoForceClean: true})
+		l, f := lvmFixture(t, dmopts.DirectLVMConfig{AutoForceClean: true})
 		writeAt(t, l.cfg.Device, 4096-10, "SWAPSPACE2")
 		if _, err := l.setup(); err != nil || len(f.calls) != 8 {
 			t.Fatalf("forced setup: %v, ran %v", err, f.tools())
 		}
 	})
 	t.Run("tool fails", func(t *testing.T) {
-		l, f := lvmFixture(t, DirectLVMConfig{})
+		l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 		f.failTool = "lvconvert"
 		err := expectSetupError(t, l, f, "direct-lvm on "+l.cfg.Device+": lvconvert -y")
 		if !strings.Contains(err.Error(), "boom") {
@@ -250,7 +255,7 @@ func TestDirectLVMVerifyDevice(t *testing.T) {
 		}
 	})
 	t.Run("tool missing", func(t *testing.T) {
-		l, f := lvmFixture(t, DirectLVMConfig{})
+		l, f := lvmFixture(t, dmopts.DirectLVMConfig{})
 		l.lookPath = func(s string) (string, error) {
 			if s == "thin_check" {
 				return "", exec.ErrNotFound

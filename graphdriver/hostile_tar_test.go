@@ -158,6 +158,9 @@ func equalDigests(a, b map[string][32]byte) bool {
 
 func treeOfLayer(t *testing.T, d gd.Driver, id string) map[string]string {
 	t.Helper()
-	defer put(t, d, id)
-	return treeOf(t, get(t, d, id))
+	tree, err := gdtest.TreeOfLayer(t, d, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }

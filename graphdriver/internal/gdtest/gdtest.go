@@ -136,6 +136,17 @@ func TreeOf(t testing.TB, root string) map[string]string {
 	return out
 }
 
+// TreeOfLayer is TreeOf the mounted layer id (Get, then Put).
+func TreeOfLayer(t testing.TB, d gd.Driver, id string) (map[string]string, error) {
+	t.Helper()
+	root, err := d.Get(id, "")
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", id, err)
+	}
+	defer Put(t, d, id)
+	return TreeOf(t, root), nil
+}
+
 // DiffTrees lists the entries that differ between two TreeOf results.
 func DiffTrees(a, b map[string]string) []string {
 	var d []string

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -63,7 +64,14 @@ func NewHandler(cfg Config) *Handler {
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP logs, at debug level, the time each request spent in the
+// plugin (decoding, the driver's work, the response): set against the
+// engine's wall time it bounds what the HTTP hop costs.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.mux.ServeHTTP(w, r)
+	h.cfg.Logger.WithFields(logrus.Fields{"path": r.URL.Path, "ns": time.Since(start).Nanoseconds()}).Debug("dockerplugin: served")
+}
 
 func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /Plugin.Activate", func(w http.ResponseWriter, _ *http.Request) {

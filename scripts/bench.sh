@@ -11,6 +11,11 @@
 #   quick: milliseconds an iteration          BENCH_QUICK   (default 20x, 5 rounds)
 #   files: file work, 0.1-4 s an iteration    BENCH_FILES   (default 3x, 3 rounds)
 #   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 3 rounds)
+#   engine: Docker Engine 20.10 on the thinlayer plugin against Docker on
+#          its built-in devicemapper (dockerplugin/enginetest), and
+#          containerd on the thinlayer snapshotter against its devmapper
+#          snapshotter (containerd/adapter); seconds an operation
+#                                              BENCH_ENGINE (default 1x, 3 rounds)
 # With udev every device event Moby's driver waits for costs ~0.3 s in UML
 # (udev's rules start processes; its Remove100 takes ~100 s), so that
 # condition gets fewer iterations: BENCH_QUICK_UDEV (10x, 3 rounds) and
@@ -32,11 +37,13 @@ read -r files_bt files_rounds <<<"${BENCH_FILES:-3x 3}"
 read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 3}"
 read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-10x 3}"
 read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 3}"
+read -r engine_bt engine_rounds <<<"${BENCH_ENGINE:-1x 3}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
 conditions=${BENCH_CONDITIONS:-NoUdev Udev}
-groups=${BENCH_GROUPS:-quick files init}
+engine_scenarios='DockerLoad10|DockerLoad50|DockerCreateRm|DockerCommit|DockerRmi50|DockerRunRm|DockerdStart500'
+groups=${BENCH_GROUPS:-quick files init engine}
 
 start=$(date +%s)
 {
@@ -44,13 +51,21 @@ start=$(date +%s)
 	echo "# host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee -a "$raw"
 (cd bench && go test -c -o "$out/bench.test" .)
+if [[ " $groups " == *" engine "* ]]; then
+	go test -c -o "$out/enginetest.test" ./dockerplugin/enginetest
+	(cd containerd && go test -c -o "$out/adapter.test" ./adapter)
+fi
 
-run() { # condition pattern benchtime rounds [extra flags]
-	local cond=$1 pat=$2 bt=$3 rounds=$4
-	shift 4
+run() { # condition pattern benchtime rounds [extra flags]: the bench module
+	run_in bench "$out/bench.test" "$@"
+}
+
+run_in() { # dir test-binary condition pattern benchtime rounds [extra flags]
+	local dir=$1 bin=$2 cond=$3 pat=$4 bt=$5 rounds=$6
+	shift 6
 	echo "# $cond $pat -benchtime $bt -rounds $rounds (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$raw"
-	(cd bench && "$out/bench.test" -test.run '^$' -test.bench "^Benchmark$cond\$/^($pat)\$" \
-		-test.benchtime "$bt" -rounds "$rounds" -test.timeout 60m "$@") 2>&1 |
+	(cd "$dir" && "$bin" -test.run '^$' -test.bench "^Benchmark$cond\$/^($pat)\$" \
+		-test.benchtime "$bt" -rounds "$rounds" -test.timeout 120m "$@") 2>&1 |
 		grep --line-buffered -v 'Udev sync is not supported' | tee -a "$raw"
 }
 
@@ -79,6 +94,10 @@ for cond in $conditions; do
 		files) run "$cond" 'ApplyDiff100|DiffBase|Changes|DiffSize|ApplyDiff64M|Remove100' "$fbt" "$fr" ;;
 		init) run "$cond" 'Init500|Init5000|Init10000' "$init_bt" "$init_rounds" -peer-init-max "$peer_init_max" ;;
 		leave) if [ "$cond" = NoUdev ]; then run_leave; fi ;;
+		engine)
+			run_in dockerplugin/enginetest "$out/enginetest.test" "$cond" "${BENCH_ENGINE_SCENARIOS:-$engine_scenarios}" "$engine_bt" "$engine_rounds"
+			run_in containerd/adapter "$out/adapter.test" "$cond" 'CtrImportRun' "$engine_bt" "$engine_rounds"
+			;;
 		*) echo "bench: unknown group $group" >&2 && exit 2 ;;
 		esac
 	done

@@ -33,7 +33,7 @@ const daemonWait = 90 * time.Second
 // requireBinaries finds containerd and ctr. Missing ones skip the test —
 // or fail it under THINLAYER_REQUIRE_KERNEL=1, as CI runs (make deps
 // installs Debian's containerd package).
-func requireBinaries(t *testing.T) (containerd, ctr string) {
+func requireBinaries(t testing.TB) (containerd, ctr string) {
 	t.Helper()
 	var missing []string
 	find := func(name string) string {
@@ -54,9 +54,15 @@ func requireBinaries(t *testing.T) (containerd, ctr string) {
 // serveSnapshotter opens a thinlayer snapshotter on a loop-backed home in
 // dir and serves it on a unix socket from this process, as the
 // thinlayer-snapshotter command does; both stop at test end.
-func serveSnapshotter(t *testing.T, dir string) (*snapshotter.Snapshotter, string) {
+func serveSnapshotter(t testing.TB, dir string) (*snapshotter.Snapshotter, string) {
 	t.Helper()
-	s, err := snapshotter.OpenHome(filepath.Join(dir, "home"), homeOptions)
+	return serveSnapshotterWith(t, dir, homeOptions)
+}
+
+// serveSnapshotterWith is serveSnapshotter with the home's dm.* options.
+func serveSnapshotterWith(t testing.TB, dir string, opts []string) (*snapshotter.Snapshotter, string) {
+	t.Helper()
+	s, err := snapshotter.OpenHome(filepath.Join(dir, "home"), opts)
 	if err != nil {
 		t.Fatalf("OpenHome: %v", err)
 	}
@@ -132,7 +138,7 @@ type daemon struct {
 // startContainerd starts containerd in the background with the config
 // above, waits until its socket answers, and stops it with SIGTERM (and
 // a wait) at test end.
-func startContainerd(t *testing.T, bin, ctr, dir, proxySock string) *daemon {
+func startContainerd(t testing.TB, bin, ctr, dir, proxySock string) *daemon {
 	t.Helper()
 	return startContainerdWith(t, bin, ctr, dir, containerdConfig(dir, proxySock))
 }
@@ -140,7 +146,7 @@ func startContainerd(t *testing.T, bin, ctr, dir, proxySock string) *daemon {
 // startContainerdWith starts containerd with config, which must put its
 // socket at <dir>/containerd.sock. The sbin directories join its PATH:
 // runc, mkfs and dmsetup live there.
-func startContainerdWith(t *testing.T, bin, ctr, dir, config string) *daemon {
+func startContainerdWith(t testing.TB, bin, ctr, dir, config string) *daemon {
 	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "containerd.sock"), log: filepath.Join(dir, "containerd.log"), ctr: ctr}
 	cfg := filepath.Join(dir, "config.toml")
@@ -189,7 +195,7 @@ func waitSocket(sock string, exited <-chan error) error {
 	return fmt.Errorf("%s not serving after %v", sock, daemonWait)
 }
 
-func (d *daemon) stop(t *testing.T, cmd *exec.Cmd, exited <-chan error) {
+func (d *daemon) stop(t testing.TB, cmd *exec.Cmd, exited <-chan error) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("SIGTERM containerd: %v", err)
 	}
@@ -227,7 +233,7 @@ func (d *daemon) run(args ...string) (string, error) {
 
 // snap runs "ctr snapshots --snapshotter thinlayer <args>" and fails the
 // test if it fails.
-func (d *daemon) snap(t *testing.T, args ...string) string {
+func (d *daemon) snap(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := d.run(append([]string{"snapshots", "--snapshotter", "thinlayer"}, args...)...)
 	if err != nil {
@@ -243,7 +249,7 @@ type printedMount struct {
 	Options              []string
 }
 
-func parseMount(t *testing.T, out string) printedMount {
+func parseMount(t testing.TB, out string) printedMount {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 1 {
@@ -262,7 +268,7 @@ func parseMount(t *testing.T, out string) printedMount {
 }
 
 // mount does what the printed command says: ro as a flag, the rest as data.
-func (m printedMount) mount(t *testing.T) {
+func (m printedMount) mount(t testing.TB) {
 	t.Helper()
 	var flags uintptr
 	var data []string
@@ -282,7 +288,7 @@ func (m printedMount) mount(t *testing.T) {
 	t.Cleanup(func() { _ = unix.Unmount(m.Target, unix.MNT_DETACH) })
 }
 
-func (m printedMount) unmount(t *testing.T) {
+func (m printedMount) unmount(t testing.TB) {
 	t.Helper()
 	if err := unix.Unmount(m.Target, 0); err != nil {
 		t.Fatalf("unmount %s: %v", m.Target, err)
@@ -290,7 +296,7 @@ func (m printedMount) unmount(t *testing.T) {
 }
 
 // poolThinIDs are the thin ids in the pool's own metadata, read live.
-func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []dm.ThinID {
+func poolThinIDs(t testing.TB, s *snapshotter.Snapshotter) []dm.ThinID {
 	t.Helper()
 	st, err := s.DeviceSet().Status()
 	if err != nil {
@@ -324,7 +330,7 @@ func poolThinIDs(t *testing.T, s *snapshotter.Snapshotter) []dm.ThinID {
 }
 
 // ourLayers are the snapshotter's DeviceSet layers.
-func ourLayers(t *testing.T, s *snapshotter.Snapshotter) []string {
+func ourLayers(t testing.TB, s *snapshotter.Snapshotter) []string {
 	t.Helper()
 	all, err := s.DeviceSet().List()
 	if err != nil {

@@ -120,7 +120,7 @@ func TestDaemonRootfsLinks(t *testing.T) {
 
 // writeSnapshot mounts active snapshot key as ctr prints it, runs write on
 // it, unmounts, and returns the snapshot's layer id.
-func writeSnapshot(t *testing.T, d *daemon, dir, key, prefix string, write func(root string) error) string {
+func writeSnapshot(t testing.TB, d *daemon, dir, key, prefix string, write func(root string) error) string {
 	t.Helper()
 	m := parseMount(t, d.snap(t, "mounts", filepath.Join(dir, "mnt-"+key), key))
 	m.mount(t)
@@ -141,7 +141,7 @@ func writeSnapshot(t *testing.T, d *daemon, dir, key, prefix string, write func(
 
 // thinlayerCLI runs the thinlayer command line on home with the home's
 // options, failing the test unless it succeeds.
-func thinlayerCLI(t *testing.T, home string, stdout io.Writer, args ...string) {
+func thinlayerCLI(t testing.TB, home string, stdout io.Writer, args ...string) {
 	t.Helper()
 	args = append(args, "--home", home)
 	for _, o := range homeOptions {
@@ -157,7 +157,7 @@ func thinlayerCLI(t *testing.T, home string, stdout io.Writer, args ...string) {
 }
 
 // layerActive reports whether the layer's device is active.
-func layerActive(t *testing.T, home, id string) bool {
+func layerActive(t testing.TB, home, id string) bool {
 	t.Helper()
 	prefix, err := deviceset.DevicePrefix(home)
 	if err != nil {

@@ -56,7 +56,7 @@ func TestDaemon(t *testing.T) {
 }
 
 // checkPluginLoaded: containerd lists the proxy plugin, loaded.
-func checkPluginLoaded(t *testing.T, d *daemon) {
+func checkPluginLoaded(t testing.TB, d *daemon) {
 	t.Helper()
 	out, err := d.run("plugins", "ls")
 	if err != nil {
@@ -74,7 +74,7 @@ func checkPluginLoaded(t *testing.T, d *daemon) {
 // checkMount: the printed mount is the snapshot's own thin device (the
 // device of one of the snapshotter's layers, a block device), with the
 // base's filesystem and the options of its kind.
-func checkMount(t *testing.T, s *snapshotter.Snapshotter, m printedMount, view bool) {
+func checkMount(t testing.TB, s *snapshotter.Snapshotter, m printedMount, view bool) {
 	t.Helper()
 	if m.Type != "xfs" {
 		t.Errorf("%+v: type %q, want xfs (the home's dm.fs)", m, m.Type)
@@ -97,7 +97,7 @@ func checkMount(t *testing.T, s *snapshotter.Snapshotter, m printedMount, view b
 
 // layerOfDevice is the snapshotter layer whose active device is dev
 // (the source may be /dev/mapper/<name> or /dev/dm-<n>), or "".
-func layerOfDevice(t *testing.T, s *snapshotter.Snapshotter, dev uint64) string {
+func layerOfDevice(t testing.TB, s *snapshotter.Snapshotter, dev uint64) string {
 	t.Helper()
 	c, err := dm.Open()
 	if err != nil {
@@ -115,7 +115,7 @@ func layerOfDevice(t *testing.T, s *snapshotter.Snapshotter, dev uint64) string 
 
 // checkView mounts the view as printed: the parent's file reads back and
 // the filesystem refuses writes.
-func checkView(t *testing.T, m printedMount, content string) {
+func checkView(t testing.TB, m printedMount, content string) {
 	t.Helper()
 	m.mount(t)
 	defer m.unmount(t)
@@ -129,7 +129,7 @@ func checkView(t *testing.T, m printedMount, content string) {
 }
 
 // checkList: ctr snapshots ls shows exactly want (key -> parent, kind).
-func checkList(t *testing.T, d *daemon, want map[string][2]string) {
+func checkList(t testing.TB, d *daemon, want map[string][2]string) {
 	t.Helper()
 	got := map[string][2]string{}
 	lines := strings.Split(strings.TrimSpace(d.snap(t, "ls")), "\n")
@@ -161,7 +161,7 @@ func mapsEqual(a, b map[string][2]string) bool {
 }
 
 // checkInfo: ctr snapshots info prints key's Info as JSON.
-func checkInfo(t *testing.T, d *daemon, key, kind, parent string) {
+func checkInfo(t testing.TB, d *daemon, key, kind, parent string) {
 	t.Helper()
 	var info struct{ Kind, Name, Parent string }
 	out := d.snap(t, "info", key)
@@ -175,7 +175,7 @@ func checkInfo(t *testing.T, d *daemon, key, kind, parent string) {
 
 // checkBackend: the snapshots live in our snapshotter, under containerd's
 // namespaced keys (<namespace>/<n>/<key>), with the same kinds.
-func checkBackend(t *testing.T, s *snapshotter.Snapshotter, want map[string][2]string) {
+func checkBackend(t testing.TB, s *snapshotter.Snapshotter, want map[string][2]string) {
 	t.Helper()
 	got := map[string]string{}
 	err := s.Walk(context.Background(), func(_ context.Context, i snapshotter.Info) error {
@@ -198,7 +198,7 @@ func checkBackend(t *testing.T, s *snapshotter.Snapshotter, want map[string][2]s
 // removeAll: rm of the parent is refused while it has children; then the
 // view, the child and the parent go, and containerd's garbage collector
 // has the snapshotter delete their thin devices.
-func removeAll(t *testing.T, d *daemon, s *snapshotter.Snapshotter) {
+func removeAll(t testing.TB, d *daemon, s *snapshotter.Snapshotter) {
 	t.Helper()
 	layers := ourLayers(t, s)
 	ids := map[dm.ThinID]bool{}
@@ -229,7 +229,7 @@ func removeAll(t *testing.T, d *daemon, s *snapshotter.Snapshotter) {
 // waitLayersGone waits, bounded, for containerd's garbage collection (it
 // removes backend snapshots after the metadata says so) to leave the
 // snapshotter with no layer.
-func waitLayersGone(t *testing.T, s *snapshotter.Snapshotter) {
+func waitLayersGone(t testing.TB, s *snapshotter.Snapshotter) {
 	t.Helper()
 	deadline := time.Now().Add(daemonWait)
 	for len(ourLayers(t, s)) > 0 {
@@ -242,7 +242,7 @@ func waitLayersGone(t *testing.T, s *snapshotter.Snapshotter) {
 
 // checkPoolClean: no device-mapper device of the removed layers is left,
 // and the pool's metadata holds the base's thin device only.
-func checkPoolClean(t *testing.T, s *snapshotter.Snapshotter, layers []string, ids map[dm.ThinID]bool) {
+func checkPoolClean(t testing.TB, s *snapshotter.Snapshotter, layers []string, ids map[dm.ThinID]bool) {
 	t.Helper()
 	c, err := dm.Open()
 	if err != nil {

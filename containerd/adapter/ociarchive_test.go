@@ -36,7 +36,7 @@ func layerLink(name, target string) layerEntry {
 }
 
 // layerTar is an uncompressed layer tar of entries, in order.
-func layerTar(t *testing.T, entries []layerEntry) []byte {
+func layerTar(t testing.TB, entries []layerEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -88,7 +88,7 @@ func (a *ociArchive) add(mediaType string, b []byte) descriptor {
 	return descriptor{MediaType: mediaType, Digest: d, Size: int64(len(b))}
 }
 
-func (a *ociArchive) addJSON(t *testing.T, mediaType string, v any) descriptor {
+func (a *ociArchive) addJSON(t testing.TB, mediaType string, v any) descriptor {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -100,7 +100,7 @@ func (a *ociArchive) addJSON(t *testing.T, mediaType string, v any) descriptor {
 // writeOCIArchive writes an image archive holding one image, name, made
 // of layers (bottom first), for this machine's platform, to path. It
 // returns the layers' digests (uncompressed: the diff ids).
-func writeOCIArchive(t *testing.T, path, name string, layers [][]layerEntry) []string {
+func writeOCIArchive(t testing.TB, path, name string, layers [][]layerEntry) []string {
 	t.Helper()
 	a := &ociArchive{blobs: map[string][]byte{}}
 	var layerDescs []descriptor
@@ -155,7 +155,7 @@ func writeOCIArchive(t *testing.T, path, name string, layers [][]layerEntry) []s
 
 // testImageLayers: a static busybox with its applets and an 8 MiB file
 // below; above it a small file, a changed file and a whiteout.
-func testImageLayers(t *testing.T) [][]layerEntry {
+func testImageLayers(t testing.TB) [][]layerEntry {
 	t.Helper()
 	const need = "the image needs a static busybox (Debian package busybox-static; make deps installs it)"
 	bb, err := os.ReadFile("/bin/busybox")

@@ -91,7 +91,7 @@ type workload struct {
 	bigSize     int
 }
 
-func (w workload) ctr(t *testing.T, args ...string) string {
+func (w workload) ctr(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := w.d.run(args...)
 	if err != nil {
@@ -102,7 +102,7 @@ func (w workload) ctr(t *testing.T, args ...string) string {
 
 // importImage: ctr images import unpacks the archive into the
 // snapshotter; the image is listed under its name.
-func (w workload) importImage(t *testing.T, archive string) {
+func (w workload) importImage(t testing.TB, archive string) {
 	t.Helper()
 	start := time.Now()
 	w.ctr(t, "images", "import", "--snapshotter", w.snapshotter, archive)
@@ -119,7 +119,7 @@ func (w workload) importImage(t *testing.T, archive string) {
 // run: a container writes to its rootfs and reads it back, sees the top
 // layer's files over the bottom's, not the whited-out one, and all of the
 // bottom layer's data; --rm removes it and its snapshot.
-func (w workload) run(t *testing.T) {
+func (w workload) run(t testing.TB) {
 	t.Helper()
 	const script = `echo written by the container > /root/w && cat /root/w /etc/version /etc/greeting && ` +
 		`test ! -e /etc/gone && echo whiteout-ok && wc -c < /data/big && rm /etc/version && ls /etc`
@@ -143,7 +143,7 @@ func (w workload) run(t *testing.T) {
 }
 
 // snapshotKeys lists the snapshots: key → parent.
-func (w workload) snapshotKeys(t *testing.T) map[string]string {
+func (w workload) snapshotKeys(t testing.TB) map[string]string {
 	t.Helper()
 	keys := map[string]string{}
 	lines := strings.Split(strings.TrimSpace(w.ctr(t, "snapshots", "--snapshotter", w.snapshotter, "ls")), "\n")
@@ -161,7 +161,7 @@ func (w workload) snapshotKeys(t *testing.T) map[string]string {
 // checkUsage: ctr snapshots usage shows each layer's own usage: the
 // bottom one its busybox and 8 MiB, the top one its few changed blocks,
 // not its parent's again; the two together fit in what the pool uses.
-func (w workload) checkUsage(t *testing.T, poolUsed int64) {
+func (w workload) checkUsage(t testing.TB, poolUsed int64) {
 	t.Helper()
 	keys := w.snapshotKeys(t)
 	usage := map[string]int64{}
@@ -204,7 +204,7 @@ func (w workload) checkUsage(t *testing.T, poolUsed int64) {
 
 // removeImage: ctr images rm --sync, which runs containerd's garbage
 // collection; the image's snapshots go from containerd's view.
-func (w workload) removeImage(t *testing.T) {
+func (w workload) removeImage(t testing.TB) {
 	t.Helper()
 	start := time.Now()
 	w.ctr(t, "images", "rm", "--sync", workloadImage)
@@ -216,7 +216,7 @@ func (w workload) removeImage(t *testing.T) {
 }
 
 // waitFor waits, bounded, until done says so.
-func waitFor(t *testing.T, what string, done func() bool) {
+func waitFor(t testing.TB, what string, done func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(daemonWait)
 	for !done() {
@@ -229,7 +229,7 @@ func waitFor(t *testing.T, what string, done func() bool) {
 
 // requireRuntime finds what ctr run needs besides containerd: runc and
 // the runc v2 shim (Debian's runc and containerd packages).
-func requireRuntime(t *testing.T) {
+func requireRuntime(t testing.TB) {
 	t.Helper()
 	for _, name := range []string{"runc", "containerd-shim-runc-v2"} {
 		if _, err := exec.LookPath(name); err != nil {
@@ -242,7 +242,7 @@ func requireRuntime(t *testing.T) {
 
 // mountCgroup2 mounts the cgroup2 hierarchy runc wants on /sys/fs/cgroup
 // if nothing is there yet (the test kernel boots without one).
-func mountCgroup2(t *testing.T) {
+func mountCgroup2(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		return
@@ -266,7 +266,7 @@ func devmapperConfig(dir, pool string) string {
 }
 
 // poolThinIDsOf are the thin ids in pool's metadata, read live.
-func poolThinIDsOf(t *testing.T, c *dm.Control, pool string) []dm.ThinID {
+func poolThinIDsOf(t testing.TB, c *dm.Control, pool string) []dm.ThinID {
 	t.Helper()
 	m, release, err := thinmeta.OpenLive(c, pool, "")
 	if err != nil {
@@ -291,7 +291,7 @@ func poolThinIDsOf(t *testing.T, c *dm.Control, pool string) []dm.ThinID {
 }
 
 // poolUsedBytes is the data the pool has in use, from its status.
-func poolUsedBytes(t *testing.T, pool string) int64 {
+func poolUsedBytes(t testing.TB, pool string) int64 {
 	t.Helper()
 	c, err := dm.Open()
 	if err != nil {
@@ -313,7 +313,7 @@ func poolUsedBytes(t *testing.T, pool string) int64 {
 	return int64(st.UsedDataBlocks) * int64(tp.DataBlockSize.Bytes())
 }
 
-func fileSize(t *testing.T, path string) int64 {
+func fileSize(t testing.TB, path string) int64 {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {

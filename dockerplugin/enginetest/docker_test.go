@@ -89,7 +89,7 @@ func TestDockerOnPlugin(t *testing.T) {
 
 // checkInspect: the image is on the plugin's driver, its layers are the
 // loaded ones, and GetMetadata's device data came through.
-func (e *engine) checkInspect(t *testing.T, ref string, diffIDs []string) {
+func (e *engine) checkInspect(t testing.TB, ref string, diffIDs []string) {
 	t.Helper()
 	var img []struct {
 		GraphDriver struct {
@@ -112,7 +112,7 @@ func (e *engine) checkInspect(t *testing.T, ref string, diffIDs []string) {
 
 // checkCp copies a file out of and into the stopped container, and reads
 // the one copied in back through docker export.
-func (e *engine) checkCp(t *testing.T) {
+func (e *engine) checkCp(t testing.TB) {
 	t.Helper()
 	out := filepath.Join(e.dir, "w.out")
 	e.mustDocker(t, "cp", "c1:/w", out)
@@ -135,7 +135,7 @@ func (e *engine) checkCp(t *testing.T) {
 
 // checkSave: docker save gives back each layer byte for byte (Docker
 // rebuilds the tars from the driver's files and its tar-split records).
-func (e *engine) checkSave(t *testing.T, ref string, diffIDs []string) {
+func (e *engine) checkSave(t testing.TB, ref string, diffIDs []string) {
 	t.Helper()
 	saved := filepath.Join(e.dir, "save.tar")
 	e.mustDocker(t, "save", "-o", saved, ref)
@@ -155,7 +155,7 @@ func (e *engine) checkSave(t *testing.T, ref string, diffIDs []string) {
 
 // checkHomeEmpty: once every image and container is gone, the home holds
 // no layer and thinlayer check finds it consistent.
-func (e *engine) checkHomeEmpty(t *testing.T) {
+func (e *engine) checkHomeEmpty(t testing.TB) {
 	t.Helper()
 	h := cli.Home{Dir: e.home, StorageOpts: pluginOpts}
 	rep, err := h.Check()
@@ -173,7 +173,7 @@ func (e *engine) checkHomeEmpty(t *testing.T) {
 	}
 }
 
-func tarFiles(t *testing.T, file string) map[string]string {
+func tarFiles(t testing.TB, file string) map[string]string {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {

@@ -39,7 +39,7 @@ func imageLayers(busybox []byte) [][]entry {
 
 var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func layerTar(t *testing.T, entries []entry) []byte {
+func layerTar(t testing.TB, entries []entry) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
@@ -78,7 +78,7 @@ func digest(b []byte) string {
 
 // writeImage writes a `docker load` archive of the layers tagged tag, and
 // returns the layers' digests (the image's diff_ids).
-func writeImage(t *testing.T, file, tag string, layers [][]entry) []string {
+func writeImage(t testing.TB, file, tag string, layers [][]entry) []string {
 	t.Helper()
 	var diffIDs, paths, history []string
 	var members []entry

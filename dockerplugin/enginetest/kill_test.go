@@ -146,7 +146,7 @@ func (e *engine) sweepOrphans(t *testing.T, inFlight string) {
 }
 
 // mountedID is the layer id in an "fsutil: mounted" line's target.
-func mountedID(t *testing.T, line string) string {
+func mountedID(t testing.TB, line string) string {
 	t.Helper()
 	_, after, ok := strings.Cut(line, "/home/mnt/")
 	id, _, _ := strings.Cut(after, " ")
@@ -159,7 +159,7 @@ func mountedID(t *testing.T, line string) string {
 // killPluginDuring runs docker with args and SIGKILLs the plugin on the
 // n-th log line that contains want, restarts the plugin at once, and
 // returns that line and what docker did.
-func (e *engine) killPluginDuring(t *testing.T, want string, n int, args ...string) (line, out string, err error) {
+func (e *engine) killPluginDuring(t testing.TB, want string, n int, args ...string) (line, out string, err error) {
 	t.Helper()
 	p := e.plugin
 	type kill struct {
@@ -197,7 +197,7 @@ func (e *engine) killPluginDuring(t *testing.T, want string, n int, args ...stri
 
 // checkDriverGone: until dockerd restarts, the restarted plugin has no
 // driver, and a layer operation says so.
-func (e *engine) checkDriverGone(t *testing.T) {
+func (e *engine) checkDriverGone(t testing.TB) {
 	t.Helper()
 	tarball := layerTar(t, []entry{{name: "probe", body: "probe\n"}})
 	_, err := e.dockerCmd(tarball, "import", "-", "thinlayer/probe:1")
@@ -206,7 +206,7 @@ func (e *engine) checkDriverGone(t *testing.T) {
 	}
 }
 
-func (e *engine) restartDockerd(t *testing.T) {
+func (e *engine) restartDockerd(t testing.TB) {
 	t.Helper()
 	start := time.Now()
 	e.dockerd.stop(t)
@@ -215,7 +215,7 @@ func (e *engine) restartDockerd(t *testing.T) {
 }
 
 // checkNoMounts: the plugin's Init unmounted what the killed one left.
-func (e *engine) checkNoMounts(t *testing.T) {
+func (e *engine) checkNoMounts(t testing.TB) {
 	t.Helper()
 	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(filepath.Join(e.home, "mnt")))
 	if err != nil {
@@ -231,7 +231,7 @@ func (e *engine) checkNoMounts(t *testing.T) {
 // mount-id and init-id): the one layer none names must be the one whose
 // ApplyDiff was killed — Docker created it, and its removal failed on the
 // restarted plugin — and Docker has finished every removal it started.
-func (e *engine) checkOrphans(t *testing.T, inFlight string) {
+func (e *engine) checkOrphans(t testing.TB, inFlight string) {
 	t.Helper()
 	db := filepath.Join(e.dir, "data", "image", pluginName, "layerdb")
 	named := map[string]bool{}
@@ -279,7 +279,7 @@ func (e *engine) checkOrphans(t *testing.T, inFlight string) {
 
 // checkHomeClean: none of the home's devices is left active, and thinlayer
 // check finds the home consistent (so no thin id without a layer).
-func (e *engine) checkHomeClean(t *testing.T) {
+func (e *engine) checkHomeClean(t testing.TB) {
 	t.Helper()
 	prefix, err := deviceset.DevicePrefix(e.home)
 	if err != nil {

@@ -55,7 +55,7 @@ func TestMigrateFromBuiltinDevicemapper(t *testing.T) {
 }
 
 // dockerSwitch runs `thinlayer docker-switch --to to` on the data root.
-func (e *engine) dockerSwitch(t *testing.T, to string) {
+func (e *engine) dockerSwitch(t testing.TB, to string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	args := []string{"docker-switch", "--to", to, "--data-root", filepath.Join(e.dir, "data"), "--name", pluginName}
@@ -69,7 +69,7 @@ func (e *engine) dockerSwitch(t *testing.T, to string) {
 
 // checkMigrated: both images and both containers are on driver, c1's files
 // are there, c1 starts again and c2 (made on the other driver) runs.
-func (e *engine) checkMigrated(t *testing.T, driver string) {
+func (e *engine) checkMigrated(t testing.TB, driver string) {
 	t.Helper()
 	if out := e.mustDocker(t, "images", "--format", "{{.Repository}}:{{.Tag}}"); !strings.Contains(out, image) || !strings.Contains(out, "thinlayer/test:2") {
 		t.Fatalf("on %s, docker images: %q", driver, out)

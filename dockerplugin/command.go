@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -49,11 +50,16 @@ func Main(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "thinlayer-docker-plugin:", err)
 		return 2
 	}
+	// Nanosecond timestamps, as dockerd's: a request's lines can be set
+	// against dockerd's log and against each other.
+	format := &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano}
 	logger := logrus.New()
 	logger.SetOutput(stderr)
 	logger.SetLevel(lv)
+	logger.SetFormatter(format)
 	logrus.SetOutput(stderr) // the library's own lines
 	logrus.SetLevel(lv)
+	logrus.SetFormatter(format)
 	log := logger.WithField("plugin", *name)
 
 	l, err := Listen(filepath.Join(*sockDir, *name+".sock"))

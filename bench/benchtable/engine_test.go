@@ -56,3 +56,16 @@ BenchmarkNoUdev/CtrImportRun/driver=devmapper-2 1 4000000000 ns/op
 		}
 	}
 }
+
+// TestScalingWithoutInit: a run without the Init scenarios (BENCH_GROUPS=
+// engine) prints no empty scaling table.
+func TestScalingWithoutInit(t *testing.T) {
+	rs, err := Parse(strings.NewReader("BenchmarkNoUdev/DockerLoad10/driver=thinlayer-2 1 6000000000 ns/op\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := WriteScaling(&b, rs); err != nil || b.Len() != 0 {
+		t.Errorf("WriteScaling wrote %q (%v), want nothing", b.String(), err)
+	}
+}

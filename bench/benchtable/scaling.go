@@ -66,6 +66,7 @@ func WriteScaling(w io.Writer, rs []Result) error {
 	b.WriteString("| udev | driver | layers | Init | heap after Init | RSS after Init | first Get+Put | heap after it |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	var verdicts []string
+	rows := 0
 	for _, cond := range []string{"NoUdev", "Udev"} {
 		for _, drv := range []string{Thinlayer, Peer} {
 			for _, sc := range initScenarios {
@@ -74,6 +75,7 @@ func WriteScaling(w io.Writer, rs []Result) error {
 				if !ok {
 					continue
 				}
+				rows++
 				fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", condLabel(cond), drv, sc.layers,
 					Duration(t.Median), bytesLabel(s.heap[k].Median), bytesLabel(s.rss[k].Median),
 					optDuration(s.getPut, k), optBytes(s.heapGet, k))
@@ -82,6 +84,9 @@ func WriteScaling(w io.Writer, rs []Result) error {
 		if _, v, ok := s.flat(cond); ok {
 			verdicts = append(verdicts, fmt.Sprintf("- udev %s, thinlayer flat? %s", condLabel(cond), v))
 		}
+	}
+	if rows == 0 { // no Init scenario in this run (BENCH_GROUPS without init)
+		return nil
 	}
 	if len(verdicts) > 0 {
 		b.WriteString("\n" + strings.Join(verdicts, "\n") + "\n")

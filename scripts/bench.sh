@@ -43,7 +43,7 @@ read -r engine_bt engine_rounds <<<"${BENCH_ENGINE:-1x 3}"
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
 conditions=${BENCH_CONDITIONS:-NoUdev Udev}
 engine_scenarios='DockerLoad10|DockerLoad50|DockerCreateRm|DockerCommit|DockerRmi50|DockerRunRm|DockerdStart500'
-groups=${BENCH_GROUPS:-quick files init engine}
+groups=${BENCH_GROUPS:-quick files init engine leave}
 
 start=$(date +%s)
 {

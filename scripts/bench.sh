@@ -11,6 +11,10 @@
 #   quick: milliseconds an iteration          BENCH_QUICK   (default 20x, 5 rounds)
 #   files: file work, 0.1-4 s an iteration    BENCH_FILES   (default 3x, 3 rounds)
 #   init:  Init of homes of 500..10 000 layers BENCH_INIT   (default 1x, 3 rounds)
+#   concurrency: 1, 8 and 32 goroutines of container lifecycles, 8 concurrent
+#          pulls; Nx is operations per goroutine  BENCH_CONC (default 2x, 3 rounds)
+#   filefloor: ApplyDiff100 and DiffBase with their floors only (the files
+#          group runs them too)                   BENCH_FILES
 # With udev every device event Moby's driver waits for costs ~0.3 s in UML
 # (udev's rules start processes; its Remove100 takes ~100 s), so that
 # condition gets fewer iterations: BENCH_QUICK_UDEV (10x, 3 rounds) and
@@ -32,6 +36,8 @@ read -r files_bt files_rounds <<<"${BENCH_FILES:-3x 3}"
 read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 3}"
 read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-10x 3}"
 read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 3}"
+read -r conc_bt conc_rounds <<<"${BENCH_CONC:-2x 3}"
+read -r conc_udev_bt conc_udev_rounds <<<"${BENCH_CONC_UDEV:-1x 3}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
@@ -56,14 +62,18 @@ run() { # condition pattern benchtime rounds [extra flags]
 
 for cond in $conditions; do
 	qbt=$quick_bt qr=$quick_rounds fbt=$files_bt fr=$files_rounds
+	cbt=$conc_bt cr=$conc_rounds
 	if [ "$cond" = Udev ]; then
 		qbt=$quick_udev_bt qr=$quick_udev_rounds fbt=$files_udev_bt fr=$files_udev_rounds
+		cbt=$conc_udev_bt cr=$conc_udev_rounds
 	fi
 	for group in $groups; do
 		case $group in
 		quick) run "$cond" 'Exists|GetPutWarm|GetPutCold|CreateRemove|SnapPrepareCommit|SnapRemove|Lifecycle|ReadChain20' "$qbt" "$qr" ;;
 		files) run "$cond" 'ApplyDiff100|DiffBase|Changes|DiffSize|ApplyDiff64M|Remove100' "$fbt" "$fr" ;;
 		init) run "$cond" 'Init500|Init5000|Init10000' "$init_bt" "$init_rounds" -peer-init-max "$peer_init_max" ;;
+		concurrency) run "$cond" 'Concurrent1|Concurrent8|Concurrent32|Pull8' "$cbt" "$cr" ;;
+		filefloor) run "$cond" 'ApplyDiff100|DiffBase' "$fbt" "$fr" ;;
 		*) echo "bench: unknown group $group" >&2 && exit 2 ;;
 		esac
 	done

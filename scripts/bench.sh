@@ -42,7 +42,7 @@ read -r conc_udev_bt conc_udev_rounds <<<"${BENCH_CONC_UDEV:-1x 3}"
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
 conditions=${BENCH_CONDITIONS:-NoUdev Udev}
-groups=${BENCH_GROUPS:-quick files init}
+groups=${BENCH_GROUPS:-quick files init concurrency}
 
 start=$(date +%s)
 {

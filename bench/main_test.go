@@ -105,6 +105,9 @@ func runScenarios(b *testing.B, udev bool) {
 				if s.floor != nil {
 					b.Run("driver="+floorName, func(b *testing.B) { s.floor(b, e) })
 				}
+				if s.tar != nil {
+					b.Run("driver="+tarName, func(b *testing.B) { s.tar(b, e) })
+				}
 			}
 		})
 	}

@@ -9,13 +9,15 @@ import (
 )
 
 // scenario is one row of the table. run gets b.N iterations of the work on
-// one driver; floor, if set, is the same work done with raw ioctls; only,
+// one driver; floor, if set, is the same work done with raw ioctls (and the
+// least file syscalls); tar, if set, is the file work done by GNU tar; only,
 // if set, is the one driver the scenario runs on (the snapshotter's
 // scenarios: thinlayer, no peer).
 type scenario struct {
 	name  string
 	run   func(b *testing.B, e *env, name string)
 	floor func(b *testing.B, e *env)
+	tar   func(b *testing.B, e *env)
 	only  string
 }
 
@@ -29,8 +31,8 @@ var scenarios = []scenario{
 	{name: "SnapPrepareCommit", run: benchSnapPrepareCommit, only: thinlayer},
 	{name: "SnapRemove", run: benchSnapRemove, only: thinlayer},
 	{name: "Lifecycle", run: benchLifecycle},
-	{name: "ApplyDiff100", run: benchApplyDiff100},
-	{name: "DiffBase", run: benchDiffBase},
+	{name: "ApplyDiff100", run: benchApplyDiff100, floor: benchFloorApplyDiff100, tar: benchTarApplyDiff100},
+	{name: "DiffBase", run: benchDiffBase, floor: benchFloorDiffBase, tar: benchTarDiffBase},
 	{name: "Changes", run: benchChanges},
 	{name: "DiffSize", run: benchDiffSize},
 	{name: "ReadChain20", run: benchReadChain},
@@ -39,6 +41,10 @@ var scenarios = []scenario{
 	{name: "Init500", run: benchInit(500)},
 	{name: "Init5000", run: benchInit(5000)},
 	{name: "Init10000", run: benchInit(10000)},
+	{name: "Concurrent1", run: benchConcurrent(1)},
+	{name: "Concurrent8", run: benchConcurrent(8)},
+	{name: "Concurrent32", run: benchConcurrent(32)},
+	{name: "Pull8", run: benchPull8},
 }
 
 // existsBatch calls of Exists make one timed iteration: one call takes

@@ -16,6 +16,10 @@
 #          containerd on the thinlayer snapshotter against its devmapper
 #          snapshotter (containerd/adapter); seconds an operation
 #                                              BENCH_ENGINE (default 1x, 3 rounds)
+#   concurrency: 1, 8 and 32 goroutines of container lifecycles, 8 concurrent
+#          pulls; Nx is operations per goroutine  BENCH_CONC (default 2x, 3 rounds)
+#   filefloor: ApplyDiff100 and DiffBase with their floors only (the files
+#          group runs them too)                   BENCH_FILES
 # With udev every device event Moby's driver waits for costs ~0.3 s in UML
 # (udev's rules start processes; its Remove100 takes ~100 s), so that
 # condition gets fewer iterations: BENCH_QUICK_UDEV (10x, 3 rounds) and
@@ -38,12 +42,14 @@ read -r init_bt init_rounds <<<"${BENCH_INIT:-1x 3}"
 read -r quick_udev_bt quick_udev_rounds <<<"${BENCH_QUICK_UDEV:-10x 3}"
 read -r files_udev_bt files_udev_rounds <<<"${BENCH_FILES_UDEV:-1x 3}"
 read -r engine_bt engine_rounds <<<"${BENCH_ENGINE:-1x 3}"
+read -r conc_bt conc_rounds <<<"${BENCH_CONC:-2x 3}"
+read -r conc_udev_bt conc_udev_rounds <<<"${BENCH_CONC_UDEV:-1x 3}"
 # Moby's Init reads every layer's DevInfo file: ~90 s a run at 10 000
 # layers on a busy 2-core host. Its growth shows from 500 to 5 000 already.
 peer_init_max=${BENCH_PEER_INIT_MAX:-5000}
 conditions=${BENCH_CONDITIONS:-NoUdev Udev}
 engine_scenarios='DockerLoad10|DockerLoad50|DockerCreateRm|DockerCommit|DockerRmi50|DockerRunRm|DockerdStart500'
-groups=${BENCH_GROUPS:-quick files init engine leave}
+groups=${BENCH_GROUPS:-quick files init concurrency engine leave}
 
 start=$(date +%s)
 {
@@ -73,7 +79,7 @@ run_in() { # dir test-binary condition pattern benchtime rounds [extra flags]
 # devicemapper, of one image of BENCH_LEAVE ("MiB layers rounds", default
 # "1024 20 3"), in dockerplugin/enginetest's BenchmarkSaveLeave; a guest of
 # BENCH_LEAVE_MEM (6G) holds the pool and docker save's spool. Docker's
-# driver runs without udev: in the NoUdev condition only. Not a default group.
+# driver runs without udev: in the NoUdev condition only.
 read -r leave_mib leave_layers leave_rounds <<<"${BENCH_LEAVE:-1024 20 3}"
 run_leave() {
 	echo "# leave SaveLeave $leave_mib MiB $leave_layers layers -leave-rounds $leave_rounds (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$raw"
@@ -85,8 +91,10 @@ run_leave() {
 
 for cond in $conditions; do
 	qbt=$quick_bt qr=$quick_rounds fbt=$files_bt fr=$files_rounds
+	cbt=$conc_bt cr=$conc_rounds
 	if [ "$cond" = Udev ]; then
 		qbt=$quick_udev_bt qr=$quick_udev_rounds fbt=$files_udev_bt fr=$files_udev_rounds
+		cbt=$conc_udev_bt cr=$conc_udev_rounds
 	fi
 	for group in $groups; do
 		case $group in
@@ -98,6 +106,8 @@ for cond in $conditions; do
 			run_in dockerplugin/enginetest "$out/enginetest.test" "$cond" "${BENCH_ENGINE_SCENARIOS:-$engine_scenarios}" "$engine_bt" "$engine_rounds"
 			run_in containerd/adapter "$out/adapter.test" "$cond" 'CtrImportRun' "$engine_bt" "$engine_rounds"
 			;;
+		concurrency) run "$cond" 'Concurrent1|Concurrent8|Concurrent32|Pull8' "$cbt" "$cr" ;;
+		filefloor) run "$cond" 'ApplyDiff100|DiffBase' "$fbt" "$fr" ;;
 		*) echo "bench: unknown group $group" >&2 && exit 2 ;;
 		esac
 	done

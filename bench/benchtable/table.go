@@ -59,7 +59,8 @@ func Summarize(rs []Result, unit string) map[Key]Stat {
 }
 
 // Target is what the issue asks of a scenario: thinlayer/peer at most
-// Ratio, thinlayer/floor at most FloorRatio (0: no such target); Flat:
+// Ratio, thinlayer/floor at most FloorRatio, thinlayer's throughput at
+// least Speedup × the peer's (0: no such target); Flat:
 // thinlayer's Init time and heap must not grow with the home's size (see
 // WriteScaling), judged against the smallest home; Alone: thinlayer only
 // (its containerd snapshotter), no peer and nothing to judge — the row is
@@ -67,8 +68,8 @@ func Summarize(rs []Result, unit string) map[Key]Stat {
 // against the peer and shown, not judged (docker run, which runc's and
 // the shim's execs dominate in the test kernel).
 type Target struct {
-	Ratio, FloorRatio     float64
-	Flat, Alone, Reported bool
+	Ratio, FloorRatio, Speedup float64
+	Flat, Alone, Reported      bool
 }
 
 // TargetFor is the issue's target for scenario under condition.
@@ -87,12 +88,14 @@ func TargetFor(condition, scenario string) Target {
 		return Target{Ratio: pick(1.0, 0.3), FloorRatio: 1.05}
 	case "CreateRemove":
 		return Target{Ratio: 0.25}
-	case "Lifecycle":
+	case "Lifecycle", "Concurrent1":
 		return Target{Ratio: pick(0.5, 0.3)}
 	case "ApplyDiff100":
-		return Target{Ratio: 0.2}
+		return Target{Ratio: 0.2, FloorRatio: 1.3}
 	case "DiffBase":
-		return Target{Ratio: 0.5}
+		return Target{Ratio: 0.5, FloorRatio: 1.3}
+	case "Concurrent8", "Concurrent32", "Pull8":
+		return Target{Speedup: pick(3, 10)}
 	case "Init500":
 		return Target{Ratio: 0.1}
 	case "Init10000":
@@ -185,6 +188,12 @@ func judge(r Row, hasThin bool) (bool, string) {
 		}
 		met = met && r.Ratio <= r.Target.Ratio
 	}
+	if r.Target.Speedup > 0 {
+		if math.IsNaN(r.Ratio) {
+			return false, "no peer result"
+		}
+		met = met && 1/r.Ratio >= r.Target.Speedup
+	}
 	if r.Target.FloorRatio > 0 {
 		if math.IsNaN(r.FloorRatio) {
 			return false, "no floor result"
@@ -234,6 +243,9 @@ func targetLabel(t Target) string {
 	}
 	if t.Ratio > 0 {
 		parts = append(parts, fmt.Sprintf("ratio ≤ %g", t.Ratio))
+	}
+	if t.Speedup > 0 {
+		parts = append(parts, fmt.Sprintf("throughput ≥ %g × peer", t.Speedup))
 	}
 	if t.FloorRatio > 0 {
 		parts = append(parts, fmt.Sprintf("≤ %g × floor", t.FloorRatio))

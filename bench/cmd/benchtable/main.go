@@ -46,5 +46,11 @@ func run(files []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out)
+	if err := benchtable.WriteConcurrency(out, rs); err != nil {
+		return err
+	}
+	if err := benchtable.WriteFileFloors(out, rs); err != nil {
+		return err
+	}
 	return benchtable.WriteScaling(out, rs)
 }

@@ -19,10 +19,11 @@ import (
 // no locks, no waiting for udev (the control runs without udev sync and
 // mounts /dev/dm-N, which devtmpfs makes when the table is loaded).
 type floor struct {
-	ctl  *dm.Control
-	pool string // "major:minor" of the pool, as a thin table names it
-	mnt  string
-	seq  int
+	ctl    *dm.Control
+	pool   string // "major:minor" of the pool, as a thin table names it
+	mnt    string
+	fsType string // "" is ext4, the bench homes' filesystem
+	seq    int
 }
 
 func (e *env) floor(b *testing.B) (*floor, *driver) {
@@ -77,7 +78,11 @@ func (f *floor) getPut(thinID dm.ThinID, size dm.Sectors) error {
 		err = f.ctl.Resume(name, 0)
 	}
 	if err == nil {
-		err = unix.Mount(fmt.Sprintf("/dev/dm-%d", info.Minor), f.mnt, "ext4", 0, "")
+		fsType := f.fsType
+		if fsType == "" {
+			fsType = "ext4"
+		}
+		err = unix.Mount(fmt.Sprintf("/dev/dm-%d", info.Minor), f.mnt, fsType, 0, "")
 		if err == nil {
 			err = unix.Unmount(f.mnt, 0)
 		}

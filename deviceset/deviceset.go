@@ -61,7 +61,10 @@ type DeviceSet struct {
 	devices map[string]*DevInfo // guarded by mu: DevInfos read so far, by hash
 	loaded  idIndex             // changed under mu: the same, by thin id (built from the start)
 	meta    setMetadata         // written under txMu and mu, read under either (updateMeta)
-	mountFS string              // guarded by mu: the layers' filesystem, once checked (filesystemOf)
+	// metaSaved is what the home-wide record's file holds, nil when unknown
+	// (missing, damaged): guarded by txMu.
+	metaSaved *setMetadata
+	mountFS   string // guarded by mu: the layers' filesystem, once checked (filesystemOf)
 
 	idle     *idleSet // unmounted layers whose device stays active, nil when off
 	deleter  *deleter // deferred deletion worker, nil when off
@@ -225,8 +228,13 @@ func (ds *DeviceSet) initMetadata() error {
 	if err != nil {
 		return err
 	}
-	if ds.meta, err = ds.store.loadSetMetadata(ds.log); err != nil {
+	var onDisk bool
+	if ds.meta, onDisk, err = ds.store.loadSetMetadata(ds.log); err != nil {
 		return err
+	}
+	if onDisk {
+		ds.metaSaved = &setMetadata{}
+		*ds.metaSaved = ds.meta
 	}
 	ds.nextID = ds.meta.NextDeviceID
 	return nil
@@ -366,6 +374,9 @@ func (ds *DeviceSet) doShutdown() error {
 	}
 	if !ds.ro {
 		errs = append(errs, ds.saveNextDeviceID())
+		if err := ds.saveIDCache(); err != nil { // after the last write to metadata/
+			ds.log.WithError(err).Warn("keep the thin id index for the next open")
+		}
 	}
 	errs = append(errs, ds.deactivateAll())
 	if !ds.ro || ds.pool.created {
@@ -384,9 +395,11 @@ func (ds *DeviceSet) saveNextDeviceID() error {
 }
 
 // updateMeta changes the home record with change and writes it, unless
-// change fails. Writers of meta hold txMu and mu, readers either: txMu
-// orders the file's writes, and the fsynced write is made from a copy
-// after letting go of mu.
+// change fails or the file already holds it (an Init that changes nothing
+// writes nothing under metadata/, which keeps the thin id index a clean
+// Shutdown kept valid: idcache.go). Writers of meta hold txMu and mu,
+// readers either: txMu orders the file's writes, and the fsynced write is
+// made from a copy after letting go of mu.
 func (ds *DeviceSet) updateMeta(change func(m *setMetadata) error) error {
 	ds.txMu.Lock()
 	defer ds.txMu.Unlock()
@@ -394,10 +407,14 @@ func (ds *DeviceSet) updateMeta(change func(m *setMetadata) error) error {
 	err := change(&ds.meta)
 	m := ds.meta
 	ds.mu.Unlock()
-	if err != nil {
+	if err != nil || ds.metaSaved != nil && *ds.metaSaved == m {
 		return err
 	}
-	return ds.store.saveSetMetadata(m)
+	if err := ds.store.saveSetMetadata(m); err != nil {
+		return err
+	}
+	ds.metaSaved = &m
+	return nil
 }
 
 // Leave lets go of the home — its lock, the control node — and takes down

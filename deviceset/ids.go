@@ -9,8 +9,9 @@ import (
 
 // idIndex maps thin ids to the layers whose DevInfo names them. DevInfos
 // are read lazily, one layer at a time; the index is built from all of
-// them on first need (the first create or delete of a layer) and
-// kept up to date after that — only this process writes the home.
+// them on first need (the first create or delete of a layer), or taken
+// from what the last clean Shutdown kept when it still holds (idcache.go),
+// and kept up to date after that — only this process writes the home.
 //
 // It answers what a single DevInfo cannot: whether another layer names
 // the same thin id. Two DevInfos naming one id (a damaged home) must not
@@ -34,6 +35,10 @@ func (ds *DeviceSet) index() *idIndex {
 		hashes, err := ds.store.listDevices()
 		if err != nil {
 			ds.log.WithError(err).Error("list layers for the thin id index")
+		}
+		if owners, ok := ds.loadIDCache(hashes); ok && err == nil {
+			x.owners, x.built = owners, true
+			return x
 		}
 		for _, h := range hashes {
 			info, err := ds.store.loadDevice(h)

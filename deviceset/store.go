@@ -263,14 +263,14 @@ func (s store) removeBaseGrow() error {
 // atomically, so only outside damage does that) is not worth the home: it
 // reads as empty, so ids are searched from 1 and the base device's UUID
 // and filesystem are learnt again from the base device.
-func (s store) loadSetMetadata(log logrus.FieldLogger) (setMetadata, error) {
-	var m setMetadata
-	_, err := s.readJSON(deviceSetFile, &m)
+// onDisk reports that the file holds m.
+func (s store) loadSetMetadata(log logrus.FieldLogger) (m setMetadata, onDisk bool, err error) {
+	onDisk, err = s.readJSON(deviceSetFile, &m)
 	if errors.Is(err, ErrCorruptMetadata) {
 		log.WithError(err).Error("home-wide record unreadable; starting it afresh")
-		return setMetadata{}, nil
+		return setMetadata{}, false, nil
 	}
-	return m, err
+	return m, onDisk, err
 }
 
 func (s store) saveSetMetadata(m setMetadata) error { return s.writeJSON(deviceSetFile, m) }

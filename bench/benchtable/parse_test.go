@@ -66,8 +66,8 @@ BenchmarkNoUdev/GetPutCold/driver=floor#01-2 8 11000000 ns/op
 BenchmarkNoUdev/GetPutCold/driver=thinlayer#02-2 8 11000000 ns/op
 BenchmarkUdev/Lifecycle/driver=thinlayer-2 8 20000000 ns/op
 BenchmarkUdev/Lifecycle/driver=moby-2 8 100000000 ns/op
-BenchmarkUdev/Init500/driver=thinlayer-2 1 100000000 ns/op 2000 heap-B 0 rss-B 10000000 getput1-ns 3000 heap-get-B
-BenchmarkUdev/Init10000/driver=thinlayer-2 1 120000000 ns/op 2400 heap-B 4096 rss-B 50000000 getput1-ns 2000000 heap-get-B
+BenchmarkUdev/Init500/driver=thinlayer-2 1 100000000 ns/op 2000 heap-B 0 rss-B 10000000 getput1-ns 3000 heap-get-B 20000000 create1-ns 10000000 remove1-ns 8000000 floor-getput1-ns
+BenchmarkUdev/Init10000/driver=thinlayer-2 1 120000000 ns/op 2400 heap-B 4096 rss-B 50000000 getput1-ns 2000000 heap-get-B 60000000 create1-ns 15000000 remove1-ns 32000000 floor-getput1-ns
 PASS
 `
 
@@ -99,7 +99,7 @@ func TestRows(t *testing.T) {
 		t.Errorf("Init500 without peer judged %q", rows[2].Verdict)
 	}
 	if flat := rows[3]; flat.Scenario != "Init10000" || flat.Met ||
-		flat.Verdict != "no: Init ×1.20, heap +400 B; first Get+Put ×5.00, heap after it +1.9 MiB (Init10000 vs Init500)" {
+		flat.Verdict != "no: Init ×1.20, heap +400 B; first Get+Put ×5.00, heap after it +1.9 MiB; first Create ×3.00; first Remove ×1.50; the floor's first Get+Put ×4.00 (Init10000 vs Init500)" {
 		t.Errorf("Init10000 row %+v", flat)
 	}
 	var md, sc bytes.Buffer
@@ -116,8 +116,8 @@ func TestRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| on | thinlayer | 500 | 100ms | 2.0 KiB | 0 B | 10ms | 2.9 KiB |",
-		"| on | thinlayer | 10000 | 120ms | 2.3 KiB | 4.0 KiB | 50ms | 1.9 MiB |",
+		"| on | thinlayer | 500 | 100ms | 2.0 KiB | 0 B | 10ms | 2.9 KiB | 20ms | 10ms | 8ms |",
+		"| on | thinlayer | 10000 | 120ms | 2.3 KiB | 4.0 KiB | 50ms | 1.9 MiB | 60ms | 15ms | 32ms |",
 		"- udev on, thinlayer flat? no: Init ×1.20",
 	} {
 		if !strings.Contains(sc.String(), want) {

@@ -22,11 +22,25 @@ const (
 )
 
 // initStats are the Init series of one driver under one condition.
-type initStats struct{ ns, heap, rss, getPut, heapGet map[Key]Stat }
+type initStats struct {
+	ns, heap, rss, getPut, heapGet map[Key]Stat
+	create, remove, floorGetPut    map[Key]Stat // first after Init; the floor's first Get+Put
+}
 
 func newInitStats(rs []Result) initStats {
 	return initStats{Summarize(rs, "ns/op"), Summarize(rs, "heap-B"), Summarize(rs, "rss-B"),
-		Summarize(rs, "getput1-ns"), Summarize(rs, "heap-get-B")}
+		Summarize(rs, "getput1-ns"), Summarize(rs, "heap-get-B"),
+		Summarize(rs, "create1-ns"), Summarize(rs, "remove1-ns"), Summarize(rs, "floor-getput1-ns")}
+}
+
+// growth is "; NAME ×R" for a metric measured at both sizes.
+func growth(m map[Key]Stat, small, big Key, name string) string {
+	s0, ok0 := m[small]
+	s1, ok1 := m[big]
+	if !ok0 || !ok1 || s0.Median <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %s ×%.2f", name, s1.Median/s0.Median)
 }
 
 // flat compares thinlayer's largest home measured with its smallest.
@@ -54,6 +68,10 @@ func (s initStats) flat(cond string) (ok bool, verdict string, measured bool) {
 		ok = ok && tGet <= maxInitTimeGrowth && growth <= maxInitHeapGrowth
 		verdict += fmt.Sprintf("; first Get+Put ×%.2f, heap after it %s", tGet, signedBytes(growth))
 	}
+	// Reported, not judged: the first Create and Remove after Init, and the
+	// floor's first Get+Put (the kernel's share of the first Get+Put's growth).
+	verdict += growth(s.create, small, big, "first Create") + growth(s.remove, small, big, "first Remove") +
+		growth(s.floorGetPut, small, big, "the floor's first Get+Put")
 	return ok, fmt.Sprintf("%s: %s (%s vs %s)", yesNo(ok), verdict, big.Scenario, small.Scenario), true
 }
 
@@ -63,8 +81,8 @@ func (s initStats) flat(cond string) (ok bool, verdict string, measured bool) {
 func WriteScaling(w io.Writer, rs []Result) error {
 	s := newInitStats(rs)
 	var b strings.Builder
-	b.WriteString("| udev | driver | layers | Init | heap after Init | RSS after Init | first Get+Put | heap after it |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| udev | driver | layers | Init | heap after Init | RSS after Init | first Get+Put | heap after it | first Create | first Remove | floor's first Get+Put |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var verdicts []string
 	rows := 0
 	for _, cond := range []string{"NoUdev", "Udev"} {
@@ -76,9 +94,10 @@ func WriteScaling(w io.Writer, rs []Result) error {
 					continue
 				}
 				rows++
-				fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", condLabel(cond), drv, sc.layers,
+				fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", condLabel(cond), drv, sc.layers,
 					Duration(t.Median), bytesLabel(s.heap[k].Median), bytesLabel(s.rss[k].Median),
-					optDuration(s.getPut, k), optBytes(s.heapGet, k))
+					optDuration(s.getPut, k), optBytes(s.heapGet, k),
+					optDuration(s.create, k), optDuration(s.remove, k), optDuration(s.floorGetPut, k))
 			}
 		}
 		if _, v, ok := s.flat(cond); ok {

@@ -410,6 +410,7 @@ func (ds *DeviceSet) updateMeta(change func(m *setMetadata) error) error {
 	if err != nil || ds.metaSaved != nil && *ds.metaSaved == m {
 		return err
 	}
+	ds.metaSaved = nil // a write that fails half-way leaves the file unknown
 	if err := ds.store.saveSetMetadata(m); err != nil {
 		return err
 	}

@@ -59,9 +59,11 @@
 //     file. meta is written holding txMu and mu (updateMeta: txMu orders
 //     the record's fsynced writes, made after letting go of mu) and read
 //     holding mu.
-//   - ids.mu: the thin id index; built under it once, by reading every
-//     DevInfo (at the first create or delete, never at a mount), then
-//     only map updates.
+//   - ids.mu: the thin id index; built under it once (at the first
+//     create or delete, never at a mount) by reading every DevInfo, or by
+//     reading the index the last clean Shutdown kept and a stat of each
+//     DevInfo (idcache.go); then only map updates, until Shutdown writes
+//     the index out (fsynced) under it, when nothing else runs.
 //   - idle.mu: the set of unmounted layers whose device stays active; a
 //     leaf. Evicting a layer from it takes that layer's lock, and so is
 //     done only once the caller has let go of its own.

@@ -12,40 +12,52 @@ import (
 )
 
 // The thin id index (ids.go) comes from every DevInfo: at 10 000 layers
-// the first create after Init would read 10 000 files. A clean Shutdown
-// keeps the index in <home>/.thinlayer-ids with a stamp of the metadata
-// directory — its inode, mtime and ctime — and the next Open's first create
-// takes it instead, when the stamp still holds and the directory lists
-// exactly the layers the file names. Every DevInfo change thinlayer and
-// Moby make (write to a temp file, rename; unlink) moves the directory's
-// times, so a layer made, removed or rewritten since — by a crash-
-// interrupted run, by Moby's driver after a switch back — fails the check
-// and the index is read from the DevInfos as before. The file lives
-// outside metadata/ so that writing it does not move the stamp; its name
-// starts with a dot, which Moby's walk skips.
+// the first create after Init would open, read and parse 10 000 files. A
+// clean Shutdown keeps the index in <home>/.thinlayer-ids with a stamp of
+// every DevInfo file (inode, size, mtime, ctime) and of the metadata
+// directory, and the next open's first create takes it instead — one stat
+// a file — when the directory lists exactly the layers it names and every
+// stamp still holds. A DevInfo made, removed, renamed over (thinlayer's and
+// Moby's writes) or written in place (an editor, cp, a repair) since moves
+// its stamp, and the index is read from the DevInfos as before. On a
+// filesystem that keeps whole seconds, a change in the very second of the
+// stamp would not show, so there the index is taken only when it was
+// written in a later second than every time it records. The file lives
+// outside metadata/, so writing it moves no stamp; its name starts with a
+// dot, which Moby's walk skips.
 const idCacheFile = ".thinlayer-ids"
 
-// maxIDCache bounds the file: ~100 bytes a layer, a million layers.
+// maxIDCache bounds the file: ~200 bytes a layer, half a million layers.
 const maxIDCache = 128 << 20
 
 type idCache struct {
-	Dir dirStamp             `json:"metadata_dir"`
-	IDs map[string]dm.ThinID `json:"ids"` // layer ("" the base) → thin id
+	Dir    fileStamp            `json:"metadata_dir"`
+	Layers map[string]keptLayer `json:"layers"` // layer ("" the base) → its DevInfo's id and stamp
 }
 
-type dirStamp struct {
+type keptLayer struct {
+	ID    dm.ThinID `json:"id"`
+	Stamp fileStamp `json:"stamp"`
+}
+
+type fileStamp struct {
 	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
 	Mtime int64  `json:"mtime_ns"`
 	Ctime int64  `json:"ctime_ns"`
 }
 
-func stampOf(dir string) (dirStamp, error) {
+func stampAt(dirfd int, name string) (fileStamp, error) {
 	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return dirStamp{}, &os.PathError{Op: "stat", Path: dir, Err: err}
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fileStamp{}, &os.PathError{Op: "stat", Path: name, Err: err}
 	}
-	return dirStamp{Ino: st.Ino, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}, nil
+	return fileStamp{Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}, nil
 }
+
+// wholeSeconds reports whether the stamp looks like one of a filesystem
+// that keeps only seconds.
+func (s fileStamp) wholeSeconds() bool { return s.Mtime%1e9 == 0 && s.Ctime%1e9 == 0 }
 
 func (ds *DeviceSet) idCachePath() string { return filepath.Join(ds.home, idCacheFile) }
 
@@ -60,27 +72,43 @@ func (ds *DeviceSet) loadIDCache(hashes []string) (map[dm.ThinID][]string, bool)
 		return nil, false
 	}
 	var c idCache
-	if json.Unmarshal(b, &c) != nil || len(c.IDs) != len(hashes) {
+	if json.Unmarshal(b, &c) != nil || len(c.Layers) != len(hashes) {
 		return nil, false
 	}
-	now, err := stampOf(ds.store.dir)
-	if err != nil || now != c.Dir {
+	dirfd, err := unix.Open(ds.store.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, false
 	}
+	defer unix.Close(dirfd)
+	if now, err := stampAt(dirfd, "."); err != nil || now != c.Dir {
+		return nil, false
+	}
+	newest := max(c.Dir.Mtime, c.Dir.Ctime)
+	coarse := c.Dir.wholeSeconds()
 	owners := make(map[dm.ThinID][]string, len(hashes))
 	for _, h := range hashes {
-		id, ok := c.IDs[h]
-		if !ok || id.Check() != nil {
+		k, ok := c.Layers[h]
+		if !ok || k.ID.Check() != nil {
 			return nil, false
 		}
-		owners[id] = append(owners[id], h)
+		if now, err := stampAt(dirfd, hashFile(h)); err != nil || now != k.Stamp {
+			return nil, false
+		}
+		newest, coarse = max(newest, k.Stamp.Mtime, k.Stamp.Ctime), coarse || k.Stamp.wholeSeconds()
+		owners[k.ID] = append(owners[k.ID], h)
+	}
+	if coarse {
+		self, err := stampAt(unix.AT_FDCWD, ds.idCachePath())
+		if err != nil || self.Mtime/1e9 <= newest/1e9 {
+			return nil, false
+		}
 	}
 	return owners, true
 }
 
-// saveIDCache keeps the built index for the next Open (at Shutdown, after
+// saveIDCache keeps the built index for the next open (at Shutdown, after
 // the last write to metadata/). An index never built this run is left as
-// it is: its stamp tells whether it still holds.
+// it is: its stamps tell whether it still holds.
 func (ds *DeviceSet) saveIDCache() error {
 	x := &ds.ids
 	x.mu.Lock()
@@ -88,15 +116,23 @@ func (ds *DeviceSet) saveIDCache() error {
 	if !x.built || ds.home == "" {
 		return nil
 	}
-	c := idCache{IDs: make(map[string]dm.ThinID)}
+	dirfd, err := unix.Open(ds.store.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: ds.store.dir, Err: err}
+	}
+	defer unix.Close(dirfd)
+	c := idCache{Layers: make(map[string]keptLayer)}
+	if c.Dir, err = stampAt(dirfd, "."); err != nil { // before the layers: a write between moves it
+		return err
+	}
 	for id, hs := range x.owners {
 		for _, h := range hs {
-			c.IDs[h] = id
+			st, err := stampAt(dirfd, hashFile(h))
+			if err != nil {
+				return err
+			}
+			c.Layers[h] = keptLayer{ID: id, Stamp: st}
 		}
-	}
-	var err error
-	if c.Dir, err = stampOf(ds.store.dir); err != nil {
-		return err
 	}
 	b, err := json.Marshal(c)
 	if err != nil {

@@ -25,7 +25,9 @@ func TestCleanInitKeepsIDIndex(t *testing.T) {
 	if err := d.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	var kept struct{ IDs map[string]int }
+	var kept struct {
+		Layers map[string]struct{ ID int }
+	}
 	b, err := os.ReadFile(filepath.Join(home, ".thinlayer-ids"))
 	if err != nil {
 		t.Fatalf("no index kept: %v", err)
@@ -33,8 +35,8 @@ func TestCleanInitKeepsIDIndex(t *testing.T) {
 	if err := json.Unmarshal(b, &kept); err != nil {
 		t.Fatal(err)
 	}
-	if id, _ := strconv.Atoi(meta["DeviceId"]); kept.IDs["a"] != id {
-		t.Errorf("kept index names %d for a, want %d: %s", kept.IDs["a"], id, b)
+	if id, _ := strconv.Atoi(meta["DeviceId"]); kept.Layers["a"].ID != id {
+		t.Errorf("kept index names %d for a, want %d: %s", kept.Layers["a"].ID, id, b)
 	}
 	before := stamp(t, filepath.Join(home, "metadata"))
 	d = newDriver(t, home, testOptions("ext4"))

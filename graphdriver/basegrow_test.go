@@ -88,7 +88,7 @@ func baseDevInfoSize(t *testing.T, home string) uint64 {
 func checkBaseSize(t *testing.T, d gd.Driver, size uint64) {
 	t.Helper()
 	mustCreate(t, d, "probe", "")
-	got := fsSize(t, get(t, d, "probe"))
+	got := testutil.FSSize(t, get(t, d, "probe"))
 	put(t, d, "probe")
 	must(t, d.Remove("probe"))
 	if got > size || got < size*8/10 {

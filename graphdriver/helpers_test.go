@@ -8,6 +8,7 @@ import (
 
 	gd "github.com/thinlayer/thinlayer/graphdriver"
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
 // testOptions keep a test home small: sparse files on the guest's tmpfs.
@@ -43,7 +44,7 @@ func writeFile(t testing.TB, path, content string, mode os.FileMode, uid, gid in
 	gdtest.Must(t, os.Lchown(path, uid, gid))
 }
 
-// treeOf describes every entry below root (gdtest.TreeOf).
-func treeOf(t testing.TB, root string) map[string]string { return gdtest.TreeOf(t, root) }
+// treeOf describes every entry below root (testutil.TreeOf).
+func treeOf(t testing.TB, root string) map[string]string { return testutil.TreeOf(t, root) }
 
-func diffTrees(a, b map[string]string) []string { return gdtest.DiffTrees(a, b) }
+func diffTrees(a, b map[string]string) []string { return testutil.DiffTrees(a, b) }

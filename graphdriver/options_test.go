@@ -70,12 +70,6 @@ func TestThinPoolDevice(t *testing.T) {
 	}
 }
 
-func fsSize(t *testing.T, dir string) uint64 {
-	var st unix.Statfs_t
-	must(t, unix.Statfs(dir, &st))
-	return st.Blocks * uint64(st.Bsize)
-}
-
 func TestBaseSizeGrowsOnly(t *testing.T) {
 	home := t.TempDir()
 	opts := func(size string) []string { return testOptions("ext4", "dm.basesize="+size) }
@@ -88,11 +82,11 @@ func TestBaseSizeGrowsOnly(t *testing.T) {
 		t.Fatalf("Base Device Size = %s after growing to 1GB", statusRow(d, "Base Device Size"))
 	}
 	mustCreate(t, d, "new", "")
-	if size := fsSize(t, get(t, d, "new")); size < 900<<20 {
+	if size := testutil.FSSize(t, get(t, d, "new")); size < 900<<20 {
 		t.Fatalf("a layer of the grown base has a %d-byte filesystem", size)
 	}
 	put(t, d, "new")
-	if size := fsSize(t, get(t, d, "old")); size > 600<<20 {
+	if size := testutil.FSSize(t, get(t, d, "old")); size > 600<<20 {
 		t.Fatalf("a layer from before grew too: %d bytes", size)
 	}
 	put(t, d, "old")

@@ -13,6 +13,7 @@ import (
 	"github.com/thinlayer/thinlayer/deviceset"
 	gd "github.com/thinlayer/thinlayer/graphdriver"
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
+	"github.com/thinlayer/thinlayer/testutil"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
 
@@ -98,7 +99,7 @@ func (w *walk) makeTemplate(t *testing.T, name string) string {
 	gdtest.WriteFile(t, root+"/data", "precious", 0o644)
 	gdtest.WriteFile(t, root+"/etc/config", "a=1\n", 0o600)
 	gdtest.Must(t, os.Symlink("data", root+"/link"))
-	w.keepTree[name] = gdtest.TreeOf(t, root)
+	w.keepTree[name] = testutil.TreeOf(t, root)
 	gdtest.Put(t, d, "keep")
 	if name == "victim" {
 		gdtest.MustCreate(t, d, "victim", "keep")
@@ -212,7 +213,7 @@ func (w *walk) checkOffline(t *testing.T, home string) {
 // deleted, for a remove), and is there unless the op may remove it.
 func (w *walk) checkLayers(t *testing.T, d gd.Driver, op crashOp) {
 	t.Helper()
-	if diff := gdtest.DiffTrees(w.keepTree[op.template], treeOfLayer(t, d, "keep")); len(diff) > 0 {
+	if diff := testutil.DiffTrees(w.keepTree[op.template], treeOfLayer(t, d, "keep")); len(diff) > 0 {
 		w.lost++
 		t.Errorf("layer keep changed: %v", diff)
 	}
@@ -263,7 +264,7 @@ func (w *walk) checkGrown(t *testing.T, d gd.Driver, op crashOp, run int) {
 		return
 	}
 	root := gdtest.Get(t, d, id)
-	size := gdtest.FSSize(t, root)
+	size := testutil.FSSize(t, root)
 	gdtest.Put(t, d, id)
 	if op.initOp {
 		gdtest.Must(t, d.Remove(id))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/thinlayer/thinlayer/graphdriver/internal/gdtest"
 	"github.com/thinlayer/thinlayer/snapshotter"
+	"github.com/thinlayer/thinlayer/testutil"
 	pc "github.com/thinlayer/thinlayer/testutil/powercut"
 )
 
@@ -117,7 +118,7 @@ func readSnap(t *testing.T, s *snapshotter.Snapshotter, key string) pc.Layer {
 		return pc.Layer{Present: true, Err: err.Error()}
 	}
 	defer func() { _ = unix.Unmount(dir, 0); _ = os.Remove(dir) }()
-	tree := pc.TreeOf(t, dir)
+	tree := testutil.TreeOf(t, dir)
 	tree[".kind"] = fmt.Sprintf("%v parent=%q", info.Kind, info.Parent)
 	return pc.Layer{Present: true, Tree: tree}
 }

@@ -1,95 +1,22 @@
 package powercut
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 
 	dm "github.com/thinlayer/thinlayer/devmapper"
 	"github.com/thinlayer/thinlayer/loopback"
 	"github.com/thinlayer/thinlayer/thinmeta"
 )
-
-// TreeOf describes every entry below root: type, mode, owner, size,
-// content digest, link count and mtime, link target, device number.
-func TreeOf(t testing.TB, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	must(t, filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil || p == root {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" size=%d sha=%x mtime=%d nlink=%d", fi.Size(), sha256.Sum256(b), fi.ModTime().Unix(), st.Nlink)
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			desc += " -> " + target
-		case fi.Mode()&os.ModeDevice != 0:
-			desc += fmt.Sprintf(" rdev=%d", st.Rdev)
-		}
-		out[rel] = desc
-		return nil
-	}))
-	return out
-}
-
-// DiffTrees lists the entries that differ between two TreeOf results.
-func DiffTrees(a, b map[string]string) []string {
-	var d []string
-	for k, v := range a {
-		if b[k] != v {
-			d = append(d, fmt.Sprintf("%s: %q vs %q", k, v, b[k]))
-		}
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			d = append(d, k+": only in second")
-		}
-	}
-	sort.Strings(d)
-	return d
-}
-
-// FSSize is the size of the filesystem mounted at dir.
-func FSSize(t testing.TB, dir string) uint64 {
-	var st unix.Statfs_t
-	must(t, unix.Statfs(dir, &st))
-	return st.Blocks * uint64(st.Bsize)
-}
-
-// SyncDir fsyncs a directory.
-func SyncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return unix.Fsync(fd)
-}
 
 // Leftovers lists what a shut-down home left: devices of the pool's
 // prefix still active, mounts under the home.

@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/thinlayer/thinlayer/internal/recordfile"
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
 // Driver is a graph driver as the walk drives it: thinlayer's and Moby's
@@ -114,7 +117,7 @@ func writeVictim(t *testing.T, l *Live) {
 	must(t, err)
 	must(t, f.Sync())
 	must(t, f.Close())
-	must(t, SyncDir(root))
+	must(t, recordfile.SyncDir(root))
 }
 
 // RecordDriverOps runs ops on home (on the rig), each between marks, and
@@ -189,7 +192,7 @@ func ReadLayer(t *testing.T, d Driver, id string) Layer {
 			t.Errorf("Put %s: %v", id, err)
 		}
 	}()
-	return Layer{Present: true, Tree: TreeOf(t, root)}
+	return Layer{Present: true, Tree: testutil.TreeOf(t, root)}
 }
 
 // driverCheck judges a replayed point of op: Init on the home, every
@@ -233,7 +236,7 @@ func probe(t *testing.T, d Driver, baseSize uint64) []string {
 		if err != nil {
 			return []string{fmt.Sprintf("Get after Init: %v", err)}
 		}
-		if size := FSSize(t, root); size < baseSize*9/10 {
+		if size := testutil.FSSize(t, root); size < baseSize*9/10 {
 			bad = append(bad, fmt.Sprintf("a new layer's filesystem is %d bytes, the base should be %d", size, baseSize))
 		}
 		must(t, d.Put("probe"))

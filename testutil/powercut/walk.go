@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/thinlayer/thinlayer/testutil"
 )
 
 // EnvFull=full walks every point; otherwise each operation is cut at a
@@ -74,7 +76,7 @@ func (v *Verdict) Judge(id string, got Layer, rec Record, returned bool) {
 	}
 	msg := fmt.Sprintf("%s is %v (before %v, after %v)", id, got, before, after)
 	if got.Present && after.Present && got.Err == "" {
-		msg += fmt.Sprintf(": %v", DiffTrees(after.Tree, got.Tree))
+		msg += fmt.Sprintf(": %v", testutil.DiffTrees(after.Tree, got.Tree))
 	}
 	if (before.Present && before.Same(after)) || (returned && after.Present) {
 		v.Lost = append(v.Lost, msg)

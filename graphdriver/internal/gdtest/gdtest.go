@@ -5,16 +5,10 @@
 package gdtest
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	gd "github.com/thinlayer/thinlayer/graphdriver"
 	"github.com/thinlayer/thinlayer/testutil"
@@ -96,46 +90,6 @@ func StatusRow(d gd.Driver, name string) string {
 	return ""
 }
 
-// FSSize is the size of the filesystem dir is on.
-func FSSize(t testing.TB, dir string) uint64 {
-	var st unix.Statfs_t
-	Must(t, unix.Statfs(dir, &st))
-	return st.Blocks * uint64(st.Bsize)
-}
-
-// TreeOf describes every entry below root: type, mode, owner, size,
-// content digest, link count, link target, device number, and mtime for
-// non-directories.
-func TreeOf(t testing.TB, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	Must(t, filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == root {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode().IsRegular():
-			b, _ := os.ReadFile(p)
-			desc += fmt.Sprintf(" size=%d sha=%x mtime=%d nlink=%d", fi.Size(), sha256.Sum256(b), fi.ModTime().Unix(), st.Nlink)
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			desc += " -> " + target
-		case fi.Mode()&os.ModeDevice != 0:
-			desc += fmt.Sprintf(" rdev=%d", st.Rdev)
-		}
-		out[rel] = desc
-		return nil
-	}))
-	return out
-}
-
 // TreeOfLayer is TreeOf the mounted layer id (Get, then Put).
 func TreeOfLayer(t testing.TB, d gd.Driver, id string) (map[string]string, error) {
 	t.Helper()
@@ -144,22 +98,5 @@ func TreeOfLayer(t testing.TB, d gd.Driver, id string) (map[string]string, error
 		return nil, fmt.Errorf("get %s: %w", id, err)
 	}
 	defer Put(t, d, id)
-	return TreeOf(t, root), nil
-}
-
-// DiffTrees lists the entries that differ between two TreeOf results.
-func DiffTrees(a, b map[string]string) []string {
-	var d []string
-	for k, v := range a {
-		if b[k] != v {
-			d = append(d, fmt.Sprintf("%s: %q vs %q", k, v, b[k]))
-		}
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			d = append(d, k+": only in second")
-		}
-	}
-	sort.Strings(d)
-	return d
+	return testutil.TreeOf(t, root), nil
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -110,11 +109,14 @@ func findDockerOrphans(r *DockerOrphanReport, ds *deviceset.DeviceSet, refs map[
 // image store exists; both existing is for the operator to settle.
 func dockerDriverOf(dataRoot, given string) (string, error) {
 	if given != "" {
+		if !validDriverName(given) {
+			return "", fmt.Errorf("%w: --name %q is not a storage driver name", ErrUsage, given)
+		}
 		return given, nil
 	}
 	var found []string
 	for _, d := range []string{DockerBuiltinDriver, DefaultPluginName} {
-		if st, err := os.Lstat(filepath.Join(dataRoot, "image", d)); err == nil && st.IsDir() {
+		if isDir(filepath.Join(dataRoot, "image", d)) {
 			found = append(found, d)
 		}
 	}

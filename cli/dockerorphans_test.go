@@ -15,6 +15,9 @@ func TestDockerDriverOf(t *testing.T) {
 	if d, err := dockerDriverOf(root, "other"); err != nil || d != "other" {
 		t.Errorf("given: %q %v", d, err)
 	}
+	if _, err := dockerDriverOf(root, "../containers"); !errors.Is(err, ErrUsage) {
+		t.Errorf("a --name that climbs out of image/: %v, want ErrUsage", err)
+	}
 	for i, d := range []string{DockerBuiltinDriver, DefaultPluginName} {
 		if err := os.MkdirAll(filepath.Join(root, "image", d), 0o700); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinlayer/thinlayer/internal/recordfile"
 )
 
 // Docker's names for the two ways to run a devicemapper home.
@@ -68,7 +70,7 @@ func DockerSwitch(dataRoot, from, to string, dryRun bool) (*SwitchReport, error)
 		if err := os.Rename(src, dst); err != nil {
 			return r, fmt.Errorf("move the image store: %w", err)
 		}
-		if err := syncDir(filepath.Dir(dst)); err != nil {
+		if err := recordfile.SyncDir(filepath.Dir(dst)); err != nil {
 			return r, err
 		}
 	}
@@ -158,16 +160,7 @@ func replaceFile(path string, b []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return recordfile.SyncDir(filepath.Dir(path))
 }
 
 // validDriverName: what Docker accepts as a plugin name, and nothing that

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -55,7 +56,9 @@ type DeviceSet struct {
 	txID      uint64 // guarded by txMu: the pool's transaction id, our commit point
 	nextID    int    // guarded by txMu: where the search for a free thin id starts
 	unsettled bool   // guarded by txMu: a failed transaction is still open
-	ids       idIndex
+	// settleWaitFor, when set (tests), replaces settleWait's bound.
+	settleWaitFor time.Duration
+	ids           idIndex
 
 	mu      sync.Mutex
 	devices map[string]*DevInfo // guarded by mu: DevInfos read so far, by hash

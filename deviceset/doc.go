@@ -40,8 +40,10 @@
 //     deadlock. Settling a failed transaction holds its layer's lock too:
 //     a transaction that finds another layer's failure still open (both
 //     failed: the step, then settling it) takes that layer's lock without
-//     waiting (TryLock, txMu being held), and is refused while that layer
-//     is in use.
+//     waiting (TryLock, txMu being held); when it is in use, it lets go of
+//     txMu, waits a bounded time for that layer (its holder may need txMu,
+//     or a lock the caller holds), and looks again, refused only when the
+//     wait runs out.
 //   - txMu: serialises pool changes (the pool's id is a sequence) and thin
 //     id allocation. Held across steps 1–4 above (and a delete's discard,
 //     which must follow its intent), across building the id index that

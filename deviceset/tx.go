@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -154,20 +155,40 @@ type poolOp func(id dm.ThinID) error
 // layer locks come before txMu. While another operation holds it the new
 // transaction is refused, and the next one tries again.
 func (ds *DeviceSet) beginTx(held ...string) error {
-	if !ds.unsettled {
-		return nil
-	}
-	if t, ok, err := ds.store.loadTransaction(); err == nil && ok && !slices.Contains(held, t.DeviceIDHash) {
-		if !ds.layers.TryLock(t.DeviceIDHash) {
-			return fmt.Errorf("earlier failed transaction of layer %q still open, and that layer is in use: try again", t.DeviceIDHash)
+	for ds.unsettled {
+		t, ok, err := ds.store.loadTransaction()
+		if err == nil && ok && !slices.Contains(held, t.DeviceIDHash) {
+			if !ds.layers.TryLock(t.DeviceIDHash) {
+				// Its holder may need txMu (the deletion worker settles the
+				// transaction itself), and may wait for a lock the caller
+				// holds: let go of txMu, wait a bounded time, look again.
+				// Callers take txMu just before the transaction, so they
+				// have read nothing under it that this invalidates.
+				ds.txMu.Unlock()
+				free := ds.layers.WaitFree(t.DeviceIDHash, ds.settleWait())
+				ds.txMu.Lock()
+				if !free {
+					return fmt.Errorf("earlier failed transaction of layer %q still open, and that layer is in use: try again", t.DeviceIDHash)
+				}
+				continue
+			}
+			defer ds.layers.Unlock(t.DeviceIDHash)
 		}
-		defer ds.layers.Unlock(t.DeviceIDHash)
+		if err := ds.settleTransaction(); err != nil {
+			return fmt.Errorf("earlier failed transaction still open: %w", err)
+		}
+		ds.unsettled = false
 	}
-	if err := ds.settleTransaction(); err != nil {
-		return fmt.Errorf("earlier failed transaction still open: %w", err)
-	}
-	ds.unsettled = false
 	return nil
+}
+
+// settleWait bounds how long a transaction waits for the layer whose
+// failed transaction it must settle first.
+func (ds *DeviceSet) settleWait() time.Duration {
+	if ds.settleWaitFor > 0 {
+		return ds.settleWaitFor
+	}
+	return 30 * time.Second
 }
 
 // settleFailed settles t in-process after one of its steps failed, as the

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -294,7 +295,8 @@ func TestFailedSettleRetriedBeforeNextTx(t *testing.T) {
 	}
 	wantTxID(t, ds, fp, 5)
 
-	ds.layers.Lock("n") // an operation on n is under way
+	ds.layers.Lock("n") // an operation on n is under way, and stays
+	ds.settleWaitFor = 50 * time.Millisecond
 	calls := fp.callCount()
 	m := &DevInfo{Hash: "m", Size: 1 << 20}
 	ds.txMu.Lock()
@@ -404,5 +406,43 @@ func TestWithdrawFailureSettledByNextTx(t *testing.T) {
 	wantTxID(t, ds, fp, 7)
 	if !slices.ContainsFunc(fp.calls, func(c string) bool { return c == "DeleteThin 7" }) {
 		t.Errorf("no delete of thin id 7 among %v", fp.calls)
+	}
+}
+
+// A transaction that finds another layer's failed transaction open while
+// that layer is busy waits for it (without txMu), then settles it and
+// goes on: the crash walk saw a create refused while the deletion worker
+// held the layer for a moment.
+func TestFailedSettleWaitsForBusyLayer(t *testing.T) {
+	fp := newFakePool(5)
+	ds := newTxSet(t, fp, Config{})
+	eio := errors.New("injected EIO")
+	fp.failNext("SetTransactionID", eio)
+	fp.failNext("Remove", eio)
+	n := &DevInfo{Hash: "n", Size: 1 << 20}
+	ds.txMu.Lock()
+	err := ds.createTx(n, fp.createThin)
+	ds.txMu.Unlock()
+	if !errors.Is(err, eio) || !ds.unsettled {
+		t.Fatalf("createTx: %v, unsettled %v", err, ds.unsettled)
+	}
+	ds.layers.Lock("n")
+	m := &DevInfo{Hash: "m", Size: 1 << 20}
+	ds.txMu.Lock() // before n's holder asks for it: it gets it only if createTx lets go
+	go func() {
+		ds.txMu.Lock() // what the holder may need: txMu must be free
+		ds.txMu.Unlock()
+		ds.layers.Unlock("n")
+	}()
+	err = ds.createTx(m, fp.createThin)
+	ds.txMu.Unlock()
+	if err != nil || ds.unsettled {
+		t.Fatalf("createTx after n's holder let go: %v, unsettled %v", err, ds.unsettled)
+	}
+	if _, ok := loadLayer(t, ds, "n"); ok {
+		t.Error("the failed create of n was not settled")
+	}
+	if _, ok := loadLayer(t, ds, "m"); !ok {
+		t.Error("layer m was not created")
 	}
 }

@@ -3,7 +3,10 @@
 // different layers never wait for each other.
 package keylock
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Locks is a set of per-key mutexes. The zero value is ready to use.
 type Locks struct {
@@ -59,4 +62,33 @@ func (l *Locks) TryLock(key string) bool {
 	e.Lock()
 	l.m[key] = e
 	return true
+}
+
+// WaitFree waits until nobody holds key, or for at most d, and reports
+// whether key was free. It takes no lock the caller could then hold: for a
+// caller that must let go of its own locks' guard (txMu) and retry, and
+// that must not wait forever on a holder that may be waiting for it.
+func (l *Locks) WaitFree(key string, d time.Duration) bool {
+	l.mu.Lock()
+	e := l.m[key]
+	if e == nil {
+		l.mu.Unlock()
+		return true
+	}
+	e.refs++
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { // takes and gives back key once its holder lets go
+		e.Lock()
+		l.Unlock(key)
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }

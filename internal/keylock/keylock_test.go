@@ -3,6 +3,7 @@ package keylock
 import (
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestExclusivePerKeyAndCleanup(t *testing.T) {
@@ -56,4 +57,24 @@ func TestTryLock(t *testing.T) {
 	if len(l.m) != 0 {
 		t.Fatalf("%d entries left after all unlocked", len(l.m))
 	}
+}
+
+func TestWaitFree(t *testing.T) {
+	var l Locks
+	if !l.WaitFree("a", time.Millisecond) {
+		t.Fatal("a free key: WaitFree false")
+	}
+	l.Lock("a")
+	if l.WaitFree("a", 20*time.Millisecond) {
+		t.Fatal("a held key: WaitFree true")
+	}
+	go func() { time.Sleep(20 * time.Millisecond); l.Unlock("a") }()
+	if !l.WaitFree("a", 10*time.Second) {
+		t.Fatal("a key let go of while waiting: WaitFree false")
+	}
+	l.WaitFree("a", 10*time.Second) // the first, timed-out waiter may still pass through
+	if !l.TryLock("a") { // nothing left behind once the waiters are done
+		t.Fatal("key still held after WaitFree")
+	}
+	l.Unlock("a")
 }

@@ -73,7 +73,7 @@ func TestWaitFree(t *testing.T) {
 		t.Fatal("a key let go of while waiting: WaitFree false")
 	}
 	l.WaitFree("a", 10*time.Second) // the first, timed-out waiter may still pass through
-	if !l.TryLock("a") { // nothing left behind once the waiters are done
+	if !l.TryLock("a") {            // nothing left behind once the waiters are done
 		t.Fatal("key still held after WaitFree")
 	}
 	l.Unlock("a")

@@ -23,6 +23,9 @@ import (
 // falls on both.
 var rounds = flag.Int("rounds", 1, "rounds of each scenario; drivers alternate within a scenario")
 
+// only runs one driver (with BENCH_STRACE, a profile of that driver alone).
+var only = flag.String("driver", "", "run only this driver (thinlayer or moby); default both")
+
 // TestMain boots the harness's kernel (User-Mode Linux where the host has
 // no dm-thin) and runs the benchmarks inside it.
 func TestMain(m *testing.M) {
@@ -98,6 +101,8 @@ func runScenarios(b *testing.B, udev bool) {
 				}
 				if s.only != "" {
 					order = []string{s.only}
+				} else if *only != "" {
+					order = []string{*only}
 				}
 				for _, name := range order {
 					b.Run("driver="+name, func(b *testing.B) { s.run(b, e, name) })
